@@ -1,0 +1,9 @@
+/** Turns text into vectors. Every implementation is stateless between calls and safe to share. */
+export interface Embedder {
+  /** Identifies the model and its output so vectors from different embedders are never mixed, e.g. "lexical-v1/384". */
+  readonly id: string
+  /** Length of every vector this embedder returns. */
+  readonly dimension: number
+  /** One L2-normalised vector per input text, in input order. Rejects when the embedder is unreachable or times out. */
+  embed(texts: readonly string[], signal?: AbortSignal): Promise<number[][]>
+}
