@@ -1,0 +1,89 @@
+import pg from 'pg'
+import pgvector from 'pgvector/pg'
+import type { Database, PoolStats, Queryable, QueryResult } from './database.js'
+
+export interface PgDatabaseOptions {
+  url: string
+  poolMax: number
+  statementTimeoutMs: number
+  onError?: (error: Error) => void
+}
+
+/** The production store: a pg.Pool whose connections know the vector type and allow filtered HNSW scans. */
+export function createPgDatabase(options: PgDatabaseOptions): Database {
+  const pool = new pg.Pool({
+    connectionString: options.url,
+    max: options.poolMax,
+    idleTimeoutMillis: 30_000,
+    // A request waiting for a connection fails (503) instead of hanging when the database is gone.
+    connectionTimeoutMillis: 5_000,
+    statement_timeout: options.statementTimeoutMs,
+    application_name: 'sage-memory',
+    // Filtered vector queries keep scanning the HNSW graph until enough rows pass the filter.
+    options: '-c hnsw.iterative_scan=relaxed_order -c hnsw.ef_search=100'
+  })
+  // An idle client losing its server must not crash the process; the next checkout reconnects.
+  pool.on('error', (error) => options.onError?.(error))
+  pool.on('connect', (client) => {
+    // Before the first migration the type does not exist yet; those connections never read vectors.
+    pgvector.registerTypes(client).catch(() => undefined)
+  })
+
+  const wrap = (client: pg.Pool | pg.PoolClient): Queryable => ({
+    async query<R>(sql: string, params: readonly unknown[] = []): Promise<QueryResult<R>> {
+      const result = await client.query(sql, params as unknown[])
+      return { rows: result.rows as R[], rowCount: result.rowCount ?? 0 }
+    },
+    async exec(sql: string): Promise<void> {
+      await client.query(sql)
+    }
+  })
+  const poolQueryable = wrap(pool)
+
+  async function withConnection<T>(work: (connection: Queryable) => Promise<T>): Promise<T> {
+    const client = await pool.connect()
+    let broken: Error | undefined
+    try {
+      return await work(wrap(client))
+    } catch (error) {
+      broken = isConnectionError(error) ? (error as Error) : undefined
+      throw error
+    } finally {
+      // A connection that failed mid-flight is destroyed rather than handed to the next request.
+      client.release(broken)
+    }
+  }
+
+  return {
+    kind: 'postgres',
+    query: poolQueryable.query,
+    exec: poolQueryable.exec,
+    withConnection,
+    transaction: (work) =>
+      withConnection(async (connection) => {
+        await connection.query('BEGIN')
+        try {
+          const result = await work(connection)
+          await connection.query('COMMIT')
+          return result
+        } catch (error) {
+          await connection.query('ROLLBACK').catch(() => undefined)
+          throw error
+        }
+      }),
+    poolStats: (): PoolStats => ({ total: pool.totalCount, idle: pool.idleCount, waiting: pool.waitingCount }),
+    close: () => pool.end()
+  }
+}
+
+/** Errors after which a connection cannot be trusted, and which mean "the database is unavailable". */
+export function isConnectionError(error: unknown): boolean {
+  if (!(error instanceof Error)) return false
+  const code = (error as { code?: string }).code ?? ''
+  return (
+    ['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'ENOTFOUND', 'EHOSTUNREACH', 'EAI_AGAIN'].includes(code) ||
+    code.startsWith('08') || // connection exceptions
+    code === '57P01' || code === '57P02' || code === '57P03' || // admin shutdown, crash shutdown, cannot connect now
+    /Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error|connection is closed/i.test(error.message)
+  )
+}
