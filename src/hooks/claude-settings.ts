@@ -1,0 +1,292 @@
+import { randomBytes } from 'node:crypto'
+import { constants } from 'node:fs'
+import { copyFile, mkdir, readFile, realpath, rename, rm, stat, writeFile } from 'node:fs/promises'
+import { dirname, join } from 'node:path'
+import { isDeepStrictEqual } from 'node:util'
+
+/**
+ * Installs Sage's hooks into a Claude Code settings file and removes them again.
+ *
+ * A hook entry is Sage's own when it points at Sage's hook route: an `http` hook whose URL path ends in
+ * `/hooks/claude-code`, or a `command` hook whose command contains `/hooks/claude-code`. Reinstalling
+ * therefore replaces Sage's entries in place (new address, key or namespace) instead of adding more,
+ * and every other hook and key in the file is left exactly as it was.
+ */
+
+export const SAGE_HOOK_PATH = '/hooks/claude-code'
+
+/** Events that take an `http` hook; SessionStart accepts only `command` hooks, so it gets curl. */
+export const SAGE_HTTP_EVENTS = ['UserPromptSubmit', 'Stop', 'SubagentStop', 'PostCompact'] as const
+export const SAGE_HOOK_EVENTS = ['SessionStart', ...SAGE_HTTP_EVENTS] as const
+export type SageHookEvent = (typeof SAGE_HOOK_EVENTS)[number]
+
+export type HttpHook = { type: 'http'; url: string; timeout: number; headers?: Record<string, string> }
+export type CommandHook = { type: 'command'; command: string; timeout: number }
+export type SageHook = HttpHook | CommandHook
+/** The settings-file shape: one matcher group per event, no matcher (these events match everything). */
+export type SageHooks = { SessionStart: [{ hooks: [CommandHook] }] } & Record<
+  (typeof SAGE_HTTP_EVENTS)[number],
+  [{ hooks: [SageHook] }]
+>
+
+export type SageHookOptions = {
+  /** Where Sage listens, e.g. http://127.0.0.1:8765 (a path prefix is kept). */
+  baseUrl: string
+  /** Name of the environment variable holding the API key, e.g. SAGE_API_KEY; never the key itself. */
+  apiKeyEnv?: string
+  namespace?: string
+  /** Claude Code's `timeout` for each hook, in whole seconds. Default 3; curl gives up a second earlier. */
+  timeoutSeconds?: number
+}
+
+export type InstallResult = { changed: boolean; backupPath?: string; added: string[] }
+export type UninstallResult = { changed: boolean; backupPath?: string; removed: string[] }
+
+const DEFAULT_TIMEOUT_SECONDS = 3
+const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/
+const NAMESPACE = /^[A-Za-z0-9._:/@-]{1,128}$/
+
+/**
+ * The hooks Sage adds. With `apiKeyEnv`, every event uses a curl `command` hook, because a shell
+ * certainly expands `$VAR` while `http` hook headers may not; without a key, only SessionStart does.
+ * Every command exits 0 and prints nothing when Sage is unreachable or answers an error.
+ */
+export function buildSageHooks(opts: SageHookOptions): SageHooks {
+  const url = sageHookUrl(opts.baseUrl, opts.namespace)
+  const timeout = opts.timeoutSeconds ?? DEFAULT_TIMEOUT_SECONDS
+  if (!Number.isInteger(timeout) || timeout < 1 || timeout > 600) {
+    throw new RangeError(`timeoutSeconds must be a whole number of seconds from 1 to 600, got ${timeout}`)
+  }
+  if (opts.apiKeyEnv !== undefined && !ENV_NAME.test(opts.apiKeyEnv)) {
+    throw new Error(`apiKeyEnv must be an environment variable name like SAGE_API_KEY, got "${opts.apiKeyEnv}"`)
+  }
+  const command: CommandHook = { type: 'command', command: curlCommand(url, opts.apiKeyEnv, timeout), timeout }
+  const http: SageHook = opts.apiKeyEnv === undefined ? { type: 'http', url, timeout } : command
+  return {
+    SessionStart: [{ hooks: [command] }],
+    UserPromptSubmit: [{ hooks: [http] }],
+    Stop: [{ hooks: [http] }],
+    SubagentStop: [{ hooks: [http] }],
+    PostCompact: [{ hooks: [http] }]
+  }
+}
+
+/** True for a hook entry that points at Sage's hook route (see the module comment). */
+export function isSageHook(entry: unknown): boolean {
+  if (typeof entry !== 'object' || entry === null) return false
+  const hook = entry as Record<string, unknown>
+  if (hook.type === 'http' && typeof hook.url === 'string') {
+    try {
+      return new URL(hook.url).pathname.replace(/\/+$/, '').endsWith(SAGE_HOOK_PATH)
+    } catch {
+      return false
+    }
+  }
+  return hook.type === 'command' && typeof hook.command === 'string' && hook.command.includes(SAGE_HOOK_PATH)
+}
+
+/**
+ * Merges Sage's hooks into the settings file, creating it (and its folders) when missing. Refuses a file
+ * that is not a JSON object, changing nothing. Backs up an existing file before changing it and writes
+ * atomically. `added` lists the events whose Sage hook was added or replaced.
+ */
+export async function installHooks(settingsPath: string, opts: SageHookOptions): Promise<InstallResult> {
+  const wanted = buildSageHooks(opts)
+  const file = await readSettings(settingsPath)
+  const settings = structuredClone(file.settings)
+  const hooks = hooksOf(settings, settingsPath) ?? {}
+  const added: string[] = []
+  const placed = new Set<string>()
+
+  // Replace Sage's first entry of each event in place, so its position among the user's hooks holds.
+  for (const [event, groups] of Object.entries(hooks)) {
+    const want = isSageHookEvent(event) ? wanted[event][0].hooks[0] : undefined
+    hooks[event] = pruneSageHooks(groups, (entry) => {
+      if (want === undefined || placed.has(event)) return undefined
+      placed.add(event)
+      if (isDeepStrictEqual(entry, want)) return entry
+      added.push(event)
+      return want
+    })
+    if (hooks[event].length === 0 && groups.length > 0) delete hooks[event]
+  }
+  for (const event of SAGE_HOOK_EVENTS) {
+    if (placed.has(event)) continue
+    const groups = hooks[event] ?? []
+    groups.push(structuredClone(wanted[event][0]))
+    hooks[event] = groups
+    added.push(event)
+  }
+  settings.hooks = hooks
+
+  const { changed, backupPath } = await writeIfChanged(file, settings)
+  return { changed, ...(backupPath === undefined ? {} : { backupPath }), added: changed ? added : [] }
+}
+
+/** Removes every Sage hook, and the matcher groups, event arrays and `hooks` object that this leaves empty. */
+export async function uninstallHooks(settingsPath: string): Promise<UninstallResult> {
+  const file = await readSettings(settingsPath)
+  if (!file.exists) return { changed: false, removed: [] }
+  const settings = structuredClone(file.settings)
+  const hooks = hooksOf(settings, settingsPath)
+  if (hooks === undefined) return { changed: false, removed: [] }
+  const removed: string[] = []
+  for (const [event, groups] of Object.entries(hooks)) {
+    let found = false
+    hooks[event] = pruneSageHooks(groups, () => {
+      found = true
+      return undefined
+    })
+    if (found) removed.push(event)
+    if (hooks[event].length === 0 && groups.length > 0) delete hooks[event]
+  }
+  if (Object.keys(hooks).length === 0 && removed.length > 0) delete settings.hooks
+  const { changed, backupPath } = await writeIfChanged(file, settings)
+  return { changed, ...(backupPath === undefined ? {} : { backupPath }), removed }
+}
+
+/** `project`: `<cwd>/.claude/settings.json`; `local`: the uncommitted `settings.local.json` beside it; `user`: `<home>/.claude/settings.json`. */
+export function settingsPathFor(scope: 'project' | 'local' | 'user', cwd: string, home: string): string {
+  if (scope === 'user') return join(home, '.claude', 'settings.json')
+  return join(cwd, '.claude', scope === 'local' ? 'settings.local.json' : 'settings.json')
+}
+
+type JsonObject = Record<string, unknown>
+type MatcherGroup = JsonObject & { hooks?: unknown }
+type SettingsFile = { path: string; exists: boolean; mode?: number; settings: JsonObject }
+
+function sageHookUrl(baseUrl: string, namespace: string | undefined): string {
+  let url: URL
+  try {
+    url = new URL(baseUrl)
+  } catch {
+    throw new Error(`baseUrl must be an http(s) URL such as http://127.0.0.1:8765, got "${baseUrl}"`)
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+    throw new Error(`baseUrl must be an http(s) URL such as http://127.0.0.1:8765, got "${baseUrl}"`)
+  }
+  url.pathname = url.pathname.replace(/\/+$/, '') + SAGE_HOOK_PATH
+  url.search = ''
+  url.hash = ''
+  if (namespace !== undefined) {
+    if (!NAMESPACE.test(namespace)) throw new Error(`namespace must be 1-128 characters of [A-Za-z0-9._:/@-], got "${namespace}"`)
+    url.search = `?namespace=${encodeURIComponent(namespace)}`
+  }
+  return url.toString()
+}
+
+/** curl gives up a second before Claude Code would kill the hook; `-f` keeps an error body off stdout. */
+function curlCommand(url: string, apiKeyEnv: string | undefined, timeoutSeconds: number): string {
+  const parts = [
+    'curl -sf',
+    `--max-time ${Math.max(1, timeoutSeconds - 1)}`,
+    '-X POST',
+    "-H 'Content-Type: application/json'",
+    ...(apiKeyEnv === undefined ? [] : [`-H "Authorization: Bearer $${apiKeyEnv}"`]),
+    '--data-binary @-',
+    shellQuote(url),
+    '|| true'
+  ]
+  return parts.join(' ')
+}
+
+function shellQuote(text: string): string {
+  return `'${text.replace(/'/g, `'\\''`)}'`
+}
+
+/**
+ * Returns the event's groups with each Sage hook swapped for what `replace` gives (or dropped when it gives
+ * nothing), and the groups this empties removed. Groups without a Sage hook are returned untouched.
+ */
+function pruneSageHooks(groups: unknown[], replace: (entry: unknown) => unknown): unknown[] {
+  const kept: unknown[] = []
+  for (const group of groups) {
+    const entries = (group as MatcherGroup | null)?.hooks
+    if (!Array.isArray(entries) || !entries.some(isSageHook)) {
+      kept.push(group)
+      continue
+    }
+    const next = entries.flatMap((entry) => {
+      if (!isSageHook(entry)) return [entry]
+      const replacement = replace(entry)
+      return replacement === undefined ? [] : [replacement]
+    })
+    if (next.length > 0) kept.push({ ...(group as MatcherGroup), hooks: next })
+  }
+  return kept
+}
+
+/** The `hooks` object with every event checked to be an array; refuses shapes it would have to guess about. */
+function hooksOf(settings: JsonObject, path: string): Record<string, unknown[]> | undefined {
+  const hooks = settings.hooks
+  if (hooks === undefined) return undefined
+  if (typeof hooks !== 'object' || hooks === null || Array.isArray(hooks)) {
+    throw new Error(`${path}: "hooks" is not a JSON object; fix it by hand, nothing was changed`)
+  }
+  for (const [event, groups] of Object.entries(hooks)) {
+    if (!Array.isArray(groups)) throw new Error(`${path}: "hooks.${event}" is not an array; fix it by hand, nothing was changed`)
+  }
+  return hooks as Record<string, unknown[]>
+}
+
+async function readSettings(settingsPath: string): Promise<SettingsFile> {
+  // Write through a symbolic link (dotfile managers) rather than replacing it with a plain file.
+  const path = await realpath(settingsPath).catch(() => settingsPath)
+  let text: string
+  try {
+    text = await readFile(path, 'utf8')
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return { path, exists: false, settings: {} }
+    throw error
+  }
+  const mode = (await stat(path)).mode & 0o777
+  if (text.trim() === '') return { path, exists: true, mode, settings: {} }
+  let parsed: unknown
+  try {
+    parsed = JSON.parse(text.replace(/^\uFEFF/, ''))
+  } catch (error) {
+    throw new Error(`${path} is not valid JSON (${(error as Error).message}); fix it by hand, nothing was changed`, {
+      cause: error
+    })
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
+    throw new Error(`${path} does not hold a JSON object; fix it by hand, nothing was changed`)
+  }
+  return { path, exists: true, mode, settings: parsed as JsonObject }
+}
+
+async function writeIfChanged(
+  file: SettingsFile,
+  settings: JsonObject
+): Promise<{ changed: boolean; backupPath?: string }> {
+  if (file.exists && isDeepStrictEqual(settings, file.settings)) return { changed: false }
+  await mkdir(dirname(file.path), { recursive: true })
+  const backupPath = file.exists ? await backUp(file.path) : undefined
+  const temp = `${file.path}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`
+  try {
+    await writeFile(temp, `${JSON.stringify(settings, null, 2)}\n`, { mode: file.mode ?? 0o644, flag: 'wx' })
+    await rename(temp, file.path)
+  } catch (error) {
+    await rm(temp, { force: true })
+    throw error
+  }
+  return { changed: true, ...(backupPath === undefined ? {} : { backupPath }) }
+}
+
+/** Copies the file to `<path>.bak-<UTC timestamp>`, never overwriting an earlier backup. */
+async function backUp(path: string): Promise<string> {
+  const stamp = new Date().toISOString().replace(/[:.]/g, '-')
+  for (let attempt = 0; ; attempt++) {
+    const backupPath = `${path}.bak-${stamp}${attempt === 0 ? '' : `-${attempt}`}`
+    try {
+      await copyFile(path, backupPath, constants.COPYFILE_EXCL)
+      return backupPath
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error
+    }
+  }
+}
+
+function isSageHookEvent(event: string): event is SageHookEvent {
+  return (SAGE_HOOK_EVENTS as readonly string[]).includes(event)
+}
