@@ -1,5 +1,5 @@
-// µs per redactSecrets call on typical texts: node --import tsx bench/redact-secrets.bench.ts [--secretlint]
-// --secretlint also times @secretlint/core + preset-recommend on the same 500-character texts, for comparison.
+// µs per redactSecrets call on typical texts: node --import tsx bench/redact-secrets.bench.ts
+// (secretlint was measured against it once; the figures are in src/security/redact-secrets.ts.)
 import { redactSecrets } from '../src/security/redact-secrets.js'
 
 const CORPUS_SIZE = 200
@@ -104,28 +104,4 @@ for (const [name, texts] of corpora) {
   measure(texts, WARMUP_MS)
   const { wall, cpu } = measure(texts, MEASURE_MS)
   console.log(`${name.padEnd(24)} ${wall.toFixed(1).padStart(8)} ${cpu.toFixed(1).padStart(8)}`)
-}
-
-if (process.argv.includes('--secretlint')) await benchSecretlint()
-
-/**
- * secretlint's lintSource on the same 500-character texts, yielding to the event loop between calls as a server does.
- * Its profiler retains every performance mark, so the figure is printed per 500 calls to show the growth.
- */
-async function benchSecretlint(): Promise<void> {
-  const { lintSource } = await import('@secretlint/core')
-  const { creator } = await import('@secretlint/secretlint-rule-preset-recommend')
-  const config = { rules: [{ id: '@secretlint/secretlint-rule-preset-recommend', rule: creator }] }
-  const texts = corpus(1, 500, 0)
-  console.log('secretlint lintSource, 500 chars, no secrets:')
-  for (let batch = 0; batch < 4; batch++) {
-    const started = performance.now()
-    for (let i = 0; i < 500; i++) {
-      const content = texts[i % texts.length] as string
-      await lintSource({ source: { content, filePath: 'memory.txt', ext: '.txt', contentType: 'text' }, options: { config, noPhysicFilePath: true } })
-      await new Promise((resolve) => setImmediate(resolve))
-    }
-    const perCall = ((performance.now() - started) * 1000) / 500
-    console.log(`  calls ${batch * 500}-${batch * 500 + 499}`.padEnd(25) + `${perCall.toFixed(1).padStart(8)} µs/call`)
-  }
 }
