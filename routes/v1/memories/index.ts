@@ -1,0 +1,106 @@
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import { Type } from 'typebox'
+import { notFound } from '../../../src/errors.js'
+import { DEFAULT_NAMESPACE } from '../../../src/memory/memory-service.js'
+import {
+  BatchBody, BatchResult, DeleteManyQuery, DeleteManyResult, ErrorBody, IdParams, ListQuery, ListResult, Memory, MemoryInput, SaveResult
+} from '../../../src/memory/memory-schemas.js'
+import { PREFERENCE_APPLIED, prefersRespondAsync, QueuedBatch, QueuedSave, SaveHeaders } from '../../../src/queue/queue-schemas.js'
+
+const errors = { 400: ErrorBody, 404: ErrorBody, 413: ErrorBody, 503: ErrorBody }
+
+const memories: FastifyPluginAsyncTypebox = async (fastify) => {
+  fastify.post('', {
+    schema: {
+      tags: ['memories'],
+      summary: 'Save one memory',
+      description: '201 when created; 200 with the first id when it repeats an Idempotency-Key or source_id of the namespace. ' +
+        'With Prefer: respond-async, 202 {"id", "status": "queued"} once validated and durably queued (Redis), or 201/200 as above when no queue is available.',
+      headers: SaveHeaders,
+      body: MemoryInput,
+      response: { 200: SaveResult, 201: SaveResult, 202: QueuedSave, ...errors }
+    }
+  }, async (request, reply) => {
+    const idempotencyKey = request.headers['idempotency-key']
+    if (prefersRespondAsync(request.headers.prefer)) {
+      // Validated and given its id before anything is queued: a bad save is still a 400.
+      const outcome = await fastify.saveQueue.submit([fastify.memories.prepare(request.body, '', idempotencyKey ?? null)], 'single')
+      if (outcome.queued) return reply.code(202).headers(PREFERENCE_APPLIED).send({ id: outcome.ids[0]!, status: 'queued' as const })
+      const result = outcome.results[0]!
+      return reply.code(result.created ? 201 : 200).send(result)
+    }
+    const result = await fastify.memories.save(request.body, { idempotencyKey })
+    return reply.code(result.created ? 201 : 200).send(result)
+  })
+
+  fastify.post('/batch', {
+    bodyLimit: fastify.config.BATCH_BODY_LIMIT_BYTES,
+    schema: {
+      tags: ['memories'],
+      summary: 'Save 1 to 1,000 memories in one transaction',
+      description: 'All or nothing: an invalid item is a 400 naming its index, and nothing is written. Results follow input order. ' +
+        'With Prefer: respond-async, 202 {"items": [{"id"}], "status": "queued"} once every item is validated and the batch queued as one entry (it lands all or nothing).',
+      headers: SaveHeaders,
+      body: BatchBody,
+      response: { 201: BatchResult, 202: QueuedBatch, ...errors }
+    }
+  }, async (request, reply) => {
+    const idempotencyKey = request.headers['idempotency-key']
+    if (prefersRespondAsync(request.headers.prefer)) {
+      const prepared = fastify.memories.prepareBatch(request.body.items, idempotencyKey)
+      const outcome = await fastify.saveQueue.submit(prepared, 'batch')
+      if (outcome.queued) return reply.code(202).headers(PREFERENCE_APPLIED).send({ items: outcome.ids.map((id) => ({ id })), status: 'queued' as const })
+      return reply.code(201).send({ items: outcome.results })
+    }
+    const items = await fastify.memories.saveBatch(request.body.items, { idempotencyKey })
+    return reply.code(201).send({ items })
+  })
+
+  fastify.get('', {
+    schema: {
+      tags: ['memories'],
+      summary: 'List memories newest first, a page at a time',
+      querystring: ListQuery,
+      response: { 200: ListResult, ...errors }
+    }
+  }, async (request) => {
+    const q = request.query
+    return fastify.memories.list({
+      namespace: q.namespace ?? DEFAULT_NAMESPACE,
+      sessionId: q.session_id,
+      role: q.role,
+      limit: q.limit ?? 50,
+      cursor: q.cursor
+    })
+  })
+
+  fastify.delete('', {
+    schema: {
+      tags: ['memories'],
+      summary: 'Forget a whole namespace, or one session of it',
+      querystring: DeleteManyQuery,
+      response: { 200: DeleteManyResult, ...errors }
+    }
+  }, async (request) => ({ deleted: await fastify.memories.deleteMany(request.query.namespace, request.query.session_id, request.access) }))
+
+  // By id the namespace is known only after the lookup: one outside the key's scope is a 404 like a missing id.
+  fastify.get('/:id', {
+    config: { namespaceCheckedByHandler: true },
+    schema: { tags: ['memories'], summary: 'Read one memory', params: IdParams, response: { 200: Memory, ...errors } }
+  }, async (request) => {
+    const memory = await fastify.memories.get(request.params.id)
+    if (!memory || !request.access.allows(memory.namespace)) throw notFound()
+    return memory
+  })
+
+  fastify.delete('/:id', {
+    config: { namespaceCheckedByHandler: true },
+    schema: { tags: ['memories'], summary: 'Forget one memory', params: IdParams, response: { 204: Type.Null(), ...errors } }
+  }, async (request, reply) => {
+    const namespace = await fastify.memories.delete(request.params.id, request.access)
+    if (!namespace) throw notFound()
+    return reply.code(204).send(null)
+  })
+}
+
+export default memories

@@ -1,0 +1,88 @@
+import autoload from '@fastify/autoload'
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
+import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify'
+import { randomUUID } from 'node:crypto'
+import { fileURLToPath } from 'node:url'
+import type { Config } from './config.js'
+import type { Database } from './db/database.js'
+import type { Embedder } from './embedder/embedder.js'
+import accessPlugin from './plugins/app/access.js'
+import embedderPlugin from './plugins/app/embedder.js'
+import errorHandler from './plugins/app/error-handler.js'
+import memoryService from './plugins/app/memory-service.js'
+import saveQueuePlugin from './plugins/app/save-queue.js'
+import configPlugin from './plugins/external/config.js'
+import databasePlugin from './plugins/external/database.js'
+import metricsPlugin from './plugins/external/metrics.js'
+import rateLimitPlugin from './plugins/external/rate-limit.js'
+import redisPlugin from './plugins/external/redis.js'
+import swaggerPlugin from './plugins/external/swagger.js'
+import { validatorCompiler } from './validation.js'
+
+/** Compiled routes sit in dist/routes, beside dist/src; from source they are the top-level routes/. */
+const ROUTES_DIR = fileURLToPath(new URL('../routes', import.meta.url))
+
+export interface AppOptions {
+  /** A store owned by the caller (tests share one); otherwise the app opens and closes its own. */
+  database?: Database
+  embedder?: Embedder
+  /** Run the background embedding backfill (tests drive it by hand). Default true. */
+  backfill?: boolean
+  /** Run this replica's save-queue consumer when Redis is configured (tests inspect the queue without it). Default true. */
+  queueConsumer?: boolean
+  logger?: FastifyServerOptions['logger']
+}
+
+export function loggerOptions(config: Config): FastifyServerOptions['logger'] {
+  return {
+    level: config.LOG_LEVEL,
+    // Keys never reach the logs.
+    redact: { paths: ['req.headers.authorization', 'req.headers["x-api-key"]', 'headers.authorization', 'headers["x-api-key"]'], censor: '[redacted]' }
+  }
+}
+
+/** The whole application: Fastify with Sage's plugins and routes, not yet listening. */
+export async function buildApp(config: Config, options: AppOptions = {}): Promise<FastifyInstance> {
+  const app = Fastify({
+    logger: options.logger ?? loggerOptions(config),
+    bodyLimit: config.BODY_LIMIT_BYTES,
+    // Opening and migrating the embedded store can outlast Fastify's 10 s plugin default on a busy machine.
+    pluginTimeout: 120_000,
+    requestTimeout: config.REQUEST_TIMEOUT_MS,
+    // Correlate with the caller's id when it sends one.
+    requestIdHeader: 'x-request-id',
+    genReqId: () => randomUUID(),
+    // /v1/memories and /v1/memories/ are one resource.
+    routerOptions: { ignoreTrailingSlash: true },
+    // Claude Code and curl send JSON; prototype-polluting keys are refused, not silently dropped.
+    onProtoPoisoning: 'error',
+    onConstructorPoisoning: 'error'
+  }).withTypeProvider<TypeBoxTypeProvider>()
+  app.setValidatorCompiler(validatorCompiler)
+  // JSON only: any other media type is a 415 (the hook route adds its own lenient parser).
+  app.removeContentTypeParser('text/plain')
+
+  // Responses finished during shutdown close their keep-alive socket, so close() need not wait out the idle timeout.
+  let closing = false
+  app.addHook('preClose', async () => {
+    closing = true
+  })
+  app.addHook('onSend', async (_request, reply) => {
+    if (closing) reply.header('connection', 'close')
+  })
+
+  await app.register(configPlugin, { config })
+  await app.register(errorHandler)
+  await app.register(accessPlugin)
+  await app.register(metricsPlugin)
+  await app.register(swaggerPlugin)
+  await app.register(redisPlugin)
+  // Before the routes: it limits the routes registered after it.
+  await app.register(rateLimitPlugin)
+  await app.register(databasePlugin, { database: options.database })
+  await app.register(embedderPlugin, { embedder: options.embedder })
+  await app.register(memoryService, { backfill: options.backfill })
+  await app.register(saveQueuePlugin, { consumer: options.queueConsumer })
+  await app.register(autoload, { dir: ROUTES_DIR, autoHooks: true, cascadeHooks: true, ignorePattern: /\.(d\.ts|map)$/ })
+  return app
+}

@@ -1,0 +1,83 @@
+import { envSchema } from 'env-schema'
+import { Type, type Static } from 'typebox'
+
+/** One schema gives both the validation of the environment and the `Config` type. */
+export const ConfigSchema = Type.Object({
+  HOST: Type.String({ default: '127.0.0.1', minLength: 1, description: 'Address to listen on' }),
+  PORT: Type.Integer({ default: 8765, minimum: 0, maximum: 65535, description: 'Port to listen on' }),
+  LOG_LEVEL: Type.Enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], { default: 'info', description: 'pino log level' }),
+  DATABASE_URL: Type.Optional(Type.String({ minLength: 1, description: 'Postgres URL; unset means the embedded PGlite store under SAGE_DATA_DIR' })),
+  DB_POOL_MAX: Type.Integer({ default: 10, minimum: 1, maximum: 500, description: 'Postgres pool size' }),
+  DB_STATEMENT_TIMEOUT_MS: Type.Integer({ default: 30000, minimum: 100, description: 'Postgres statement_timeout for every pooled connection' }),
+  SAGE_DATA_DIR: Type.String({ default: '.data', minLength: 1, description: 'Where the embedded store keeps its files' }),
+  EMBEDDING_PROVIDER: Type.Optional(Type.Enum(['lexical', 'openai'], {
+    description: 'lexical (built in, offline) or openai (any OpenAI-compatible /v1/embeddings); defaults to openai when EMBEDDING_URL is set'
+  })),
+  EMBEDDING_URL: Type.Optional(Type.String({ minLength: 1, description: 'Base URL of an OpenAI-compatible embeddings endpoint' })),
+  EMBEDDING_MODEL: Type.String({ default: 'text-embedding-3-small', minLength: 1, description: 'Model name sent to the endpoint' }),
+  EMBEDDING_API_KEY: Type.Optional(Type.String({ description: 'Bearer key for the endpoint' })),
+  EMBEDDING_DIMENSIONS: Type.Optional(Type.Integer({ minimum: 2, maximum: 16000, description: 'Vector length (lexical default 384; required for openai)' })),
+  EMBEDDING_SEND_DIMENSIONS: Type.Boolean({ default: false, description: 'Send "dimensions" in requests (OpenAI text-embedding-3 models)' }),
+  EMBEDDING_TIMEOUT_MS: Type.Integer({ default: 10000, minimum: 50, description: 'Per-request timeout of the embeddings endpoint' }),
+  EMBEDDING_BATCH_SIZE: Type.Integer({ default: 64, minimum: 1, maximum: 2048, description: 'Texts per embeddings request' }),
+  EMBEDDING_MAX_RETRIES: Type.Integer({ default: 3, minimum: 0, maximum: 10, description: 'Retries of a failed embeddings request' }),
+  EMBEDDING_SAVE_TIMEOUT_MS: Type.Integer({ default: 2000, minimum: 10, description: 'How long a save waits for its embedding before storing the text alone (embedded later)' }),
+  BACKFILL_INTERVAL_MS: Type.Integer({ default: 5000, minimum: 100, description: 'How often memories saved without an embedding are embedded' }),
+  BACKFILL_BATCH_SIZE: Type.Integer({ default: 256, minimum: 1, maximum: 5000, description: 'Memories embedded per backfill round' }),
+  BODY_LIMIT_BYTES: Type.Integer({ default: 1048576, minimum: 1024, description: 'Largest request body, except batches' }),
+  BATCH_BODY_LIMIT_BYTES: Type.Integer({ default: 10485760, minimum: 1024, description: 'Largest body of POST /v1/memories/batch' }),
+  REQUEST_TIMEOUT_MS: Type.Integer({ default: 30000, minimum: 1000, description: 'Longest a request may take before the socket is closed' }),
+  SHUTDOWN_GRACE_MS: Type.Integer({ default: 10000, minimum: 100, description: 'How long shutdown waits for in-flight requests' }),
+  SAGE_REDACT_SECRETS: Type.Boolean({ default: true, description: 'Replace credentials in saved text with [REDACTED:kind] markers' }),
+
+  // Redis: durable asynchronous saves, shared caches and rate limits (issue: Redis).
+  REDIS_URL: Type.Optional(Type.String({ minLength: 1, description: 'Redis URL; unset means synchronous saves and in-process caches and limits' })),
+  REDIS_KEY_PREFIX: Type.String({ default: 'sage:', description: 'Prefix of every Redis key Sage writes' }),
+  REDIS_COMMAND_TIMEOUT_MS: Type.Integer({ default: 2000, minimum: 50, description: 'Longest a Redis command may take' }),
+  QUEUE_BATCH_SIZE: Type.Integer({ default: 500, minimum: 1, maximum: 10000, description: 'Queued saves a consumer writes per transaction' }),
+  QUEUE_CLAIM_IDLE_MS: Type.Integer({ default: 30000, minimum: 1000, description: 'Pending entries idle this long are claimed from a dead consumer' }),
+  QUEUE_MAX_ATTEMPTS: Type.Integer({ default: 5, minimum: 1, maximum: 100, description: 'Tries before a queued save moves to the dead-letter stream' }),
+  CACHE_TTL_SECONDS: Type.Integer({ default: 300, minimum: 1, description: 'Time to live of cached recalls' }),
+  EMBEDDING_CACHE_TTL_SECONDS: Type.Integer({ default: 86400, minimum: 1, description: 'Time to live of cached embeddings' }),
+  RATE_LIMIT_MAX: Type.Integer({ default: 600, minimum: 1, description: 'Requests per window per key (or per address when open)' }),
+  RATE_LIMIT_WINDOW_MS: Type.Integer({ default: 60000, minimum: 1000, description: 'Rate limit window' }),
+
+  // Hooks (issue: Claude Code hooks).
+  HOOK_DEADLINE_MS: Type.Integer({ default: 250, minimum: 10, maximum: 30000, description: 'Every hook answer comes within this' }),
+  HOOK_TOKEN_BUDGET: Type.Integer({ default: 1500, minimum: 50, maximum: 20000, description: 'Tokens of context a hook injects at most' }),
+  HOOK_NAMESPACE_MAP: Type.Optional(Type.String({ description: 'cwd prefix to namespace mappings, e.g. "/src/billing=billing,/src/web=web"' })),
+
+  // Access (issue: keys and scopes).
+  SAGE_API_KEYS: Type.Optional(Type.String({ description: 'Keys and their namespace scopes: entries name:secret=scope[,scope][:delete] separated by ";" (secret 16+ chars), e.g. "ci:<secret>=team-a/*;admin:<secret>=*:delete"; see the README' })),
+  SAGE_API_KEYS_FILE: Type.Optional(Type.String({ minLength: 1, description: 'File with the same entries, one a line (# comments); re-read on SIGHUP, keeping the last good keys if it is invalid' })),
+  SAGE_ALLOW_OPEN: Type.Boolean({ default: false, description: 'Serve a non-loopback address with no keys (say so only behind your own auth)' }),
+  METRICS_TOKEN: Type.Optional(Type.String({ minLength: 1, description: 'Bearer token /metrics requires when set' })),
+  METRICS_PORT: Type.Optional(Type.Integer({ minimum: 1, maximum: 65535, description: 'Serve /metrics on this port (same host) instead of the main one, where it then answers 404' }))
+})
+
+export type Config = Static<typeof ConfigSchema>
+
+/** Reads and validates the environment once; a bad value throws a message naming the variable. */
+export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
+  const config = envSchema<Config>({ schema: ConfigSchema, data: env, dotenv: false })
+  return checkConfig(config)
+}
+
+/** Rules that span several variables, which a per-variable schema cannot say. */
+export function checkConfig(config: Config): Config {
+  const provider = embeddingProvider(config)
+  if (provider === 'openai') {
+    if (!config.EMBEDDING_URL) throw new Error('EMBEDDING_PROVIDER=openai needs EMBEDDING_URL (for example http://127.0.0.1:11434 for Ollama)')
+    if (!config.EMBEDDING_DIMENSIONS) throw new Error('EMBEDDING_URL is set, so EMBEDDING_DIMENSIONS must say the length of the model\'s vectors (for example 768 for nomic-embed-text)')
+  }
+  return config
+}
+
+export function embeddingProvider(config: Config): 'lexical' | 'openai' {
+  return config.EMBEDDING_PROVIDER ?? (config.EMBEDDING_URL ? 'openai' : 'lexical')
+}
+
+/** Defaults alone, plus overrides: what tests and tools build a config from. */
+export function configWith(overrides: Partial<Config> = {}): Config {
+  return checkConfig({ ...loadConfig({}), ...overrides })
+}

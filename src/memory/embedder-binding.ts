@@ -1,0 +1,100 @@
+import type { Database, Queryable } from '../db/database.js'
+import type { Embedder } from '../embedder/embedder.js'
+
+/** Same key as migrations: binding runs right after them, and replicas must not race on the index. */
+const BINDING_LOCK_KEY = 7_286_813_002
+
+interface Binding {
+  id: string
+  dimension: number
+}
+
+export class EmbedderMismatchError extends Error {
+  constructor(stored: Binding, configured: Binding, embedded: number) {
+    super(
+      `The store holds ${embedded} memories embedded by "${stored.id}" (${stored.dimension} dimensions), but this ` +
+      `process is configured with "${configured.id}" (${configured.dimension} dimensions). Sage never mixes vectors ` +
+      'from different embedders. Either set EMBEDDING_* back to the embedder the store was built with, or run ' +
+      '`sage-memory reembed` (with the new EMBEDDING_* settings) to switch: it clears the old vectors and the service ' +
+      're-embeds every memory in the background, recalling by full text meanwhile.'
+    )
+    this.name = 'EmbedderMismatchError'
+  }
+}
+
+const indexName = (dimension: number) => `memories_embedding_hnsw_${dimension}`
+
+async function createIndex(connection: Queryable, dimension: number): Promise<void> {
+  // An expression index per dimension, because the column itself is untyped (see migrations/001). The predicate
+  // keeps vectors of another length out: CREATE INDEX also reads recently dead rows (say, cleared by reembed)
+  // that an open snapshot may still see, and casting one of those would fail.
+  await connection.query(
+    `CREATE INDEX IF NOT EXISTS ${indexName(dimension)} ON memories
+     USING hnsw ((embedding::vector(${dimension})) vector_cosine_ops) WITH (m = 16, ef_construction = 64)
+     WHERE vector_dims(embedding) = ${dimension}`
+  )
+}
+
+async function dropOtherIndexes(connection: Queryable, keep: number | undefined): Promise<void> {
+  const { rows } = await connection.query<{ indexname: string }>(
+    "SELECT indexname FROM pg_indexes WHERE tablename = 'memories' AND indexname LIKE 'memories_embedding_hnsw_%'"
+  )
+  for (const { indexname } of rows) {
+    if (keep === undefined || indexname !== indexName(keep)) await connection.query(`DROP INDEX IF EXISTS ${indexname}`)
+  }
+}
+
+async function withBindingLock<T>(db: Database, work: (connection: Queryable) => Promise<T>): Promise<T> {
+  return db.withConnection(async (connection) => {
+    await connection.query('SELECT pg_advisory_lock($1)', [BINDING_LOCK_KEY])
+    try {
+      return await work(connection)
+    } finally {
+      await connection.query('SELECT pg_advisory_unlock($1)', [BINDING_LOCK_KEY])
+    }
+  })
+}
+
+async function writeBinding(connection: Queryable, binding: Binding): Promise<void> {
+  await connection.query(
+    `INSERT INTO sage_settings (key, value) VALUES ('embedder', $1::jsonb)
+     ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, updated_at = now()`,
+    [JSON.stringify(binding)]
+  )
+}
+
+/**
+ * Records which embedder the stored vectors come from and builds its index. A store whose vectors came
+ * from another embedder stops the start (EmbedderMismatchError), unless it holds no vectors yet.
+ */
+export async function bindEmbedder(db: Database, embedder: Embedder): Promise<void> {
+  const configured: Binding = { id: embedder.id, dimension: embedder.dimension }
+  await withBindingLock(db, async (connection) => {
+    const { rows } = await connection.query<{ value: Binding }>("SELECT value FROM sage_settings WHERE key = 'embedder'")
+    const stored = rows[0]?.value
+    // Judge by the vectors themselves, not only the recorded binding: no foreign vector may stay.
+    const foreign = 'FROM memories WHERE embedding IS NOT NULL AND embedder IS DISTINCT FROM $1'
+    const { rows: found } = await connection.query<{ embedder: string }>(`SELECT embedder ${foreign} LIMIT 1`, [configured.id])
+    if (found[0]) {
+      const { rows: counted } = await connection.query<{ n: number }>(`SELECT count(*)::int AS n ${foreign}`, [configured.id])
+      const other = stored && stored.id === found[0].embedder ? stored : { id: found[0].embedder, dimension: Number(found[0].embedder.split('/').pop()) || 0 }
+      throw new EmbedderMismatchError(other, configured, counted[0]?.n ?? 0)
+    }
+    if (!stored || stored.id !== configured.id) {
+      await dropOtherIndexes(connection, configured.dimension)
+      await writeBinding(connection, configured)
+    }
+    await createIndex(connection, configured.dimension)
+  })
+}
+
+/** Switches the store to `embedder`: old vectors are cleared and the backfill re-embeds every memory. */
+export async function rebindEmbedder(db: Database, embedder: Embedder): Promise<number> {
+  return withBindingLock(db, async (connection) => {
+    await dropOtherIndexes(connection, undefined)
+    const { rowCount } = await connection.query('UPDATE memories SET embedding = NULL, embedder = NULL WHERE embedding IS NOT NULL')
+    await writeBinding(connection, { id: embedder.id, dimension: embedder.dimension })
+    await createIndex(connection, embedder.dimension)
+    return rowCount
+  })
+}

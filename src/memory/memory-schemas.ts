@@ -1,0 +1,183 @@
+import { Type, type Static } from 'typebox'
+
+/** The HTTP shapes of ../shared/api-contract.md, once: validation, types, serialisation and OpenAPI all come from here. */
+
+export const ROLES = ['user', 'assistant', 'system', 'tool', 'note'] as const
+export type Role = (typeof ROLES)[number]
+
+export const LIMITS = {
+  contentChars: 100_000,
+  metadataBytes: 16 * 1024,
+  metadataDepth: 8,
+  tags: 32,
+  tagChars: 64,
+  batchItems: 1_000,
+  queryChars: 8_000,
+  k: 50,
+  listLimit: 500,
+  tokenBudget: 100_000
+} as const
+
+export const Namespace = Type.String({
+  minLength: 1,
+  maxLength: 128,
+  pattern: '^[A-Za-z0-9._:/@-]+$',
+  description: 'Isolation unit: a project, a team, a user. 1-128 of [A-Za-z0-9._:/@-]',
+  examples: ['my-project']
+})
+export const SessionId = Type.String({ minLength: 1, maxLength: 256, description: 'The agent session this belongs to' })
+export const RoleSchema = Type.Enum(ROLES, { description: 'Who said it' })
+// Not Type.Record(Type.String(), …): its key pattern ^.*$ misses keys holding a line break, which the response serializer then drops.
+export const Metadata = Type.Unsafe<Record<string, unknown>>({
+  type: 'object',
+  additionalProperties: true,
+  description: 'Any JSON object, at most 16 KiB serialized; recall filters by containment'
+})
+export const Tags = Type.Array(Type.String({ minLength: 1, maxLength: LIMITS.tagChars }), { maxItems: LIMITS.tags })
+export const SourceId = Type.String({ minLength: 1, maxLength: 256, description: "Caller's own id (transcript line uuid, message id); unique per namespace" })
+export const Timestamp = Type.String({ format: 'date-time' })
+export const MemoryId = Type.String({ format: 'uuid' })
+
+export const MemoryInput = Type.Object(
+  {
+    namespace: Type.Optional(Namespace),
+    session_id: Type.Optional(Type.Union([SessionId, Type.Null()])),
+    role: Type.Optional(RoleSchema),
+    content: Type.String({ minLength: 1, maxLength: LIMITS.contentChars }),
+    metadata: Type.Optional(Metadata),
+    tags: Type.Optional(Tags),
+    source_id: Type.Optional(Type.Union([SourceId, Type.Null()])),
+    created_at: Type.Optional(Type.String({ format: 'date-time', description: 'When it happened (imports keep the original time); default now' }))
+  },
+  { additionalProperties: false }
+)
+export type MemoryInput = Static<typeof MemoryInput>
+
+export const Memory = Type.Object({
+  id: MemoryId,
+  namespace: Type.String(),
+  session_id: Type.Union([Type.String(), Type.Null()]),
+  role: RoleSchema,
+  content: Type.String(),
+  metadata: Metadata,
+  tags: Type.Array(Type.String()),
+  source_id: Type.Union([Type.String(), Type.Null()]),
+  created_at: Timestamp
+})
+export type Memory = Static<typeof Memory>
+
+export const SaveResult = Type.Object({ id: MemoryId, created: Type.Boolean() })
+export type SaveResult = Static<typeof SaveResult>
+
+export const BatchBody = Type.Object(
+  { items: Type.Array(MemoryInput, { minItems: 1, maxItems: LIMITS.batchItems }) },
+  { additionalProperties: false }
+)
+export const BatchResult = Type.Object({ items: Type.Array(SaveResult) })
+
+export const TurnBody = Type.Object(
+  {
+    user_input: Type.String({ minLength: 1, maxLength: LIMITS.contentChars }),
+    assistant_response: Type.String({ minLength: 1, maxLength: LIMITS.contentChars }),
+    session_id: Type.Optional(Type.Union([SessionId, Type.Null()])),
+    namespace: Type.Optional(Namespace),
+    metadata: Type.Optional(Metadata),
+    tags: Type.Optional(Tags)
+  },
+  { additionalProperties: false }
+)
+export const TurnResult = Type.Object({ ids: Type.Array(MemoryId, { minItems: 2, maxItems: 2 }), created: Type.Boolean() })
+
+export const RecallFilter = Type.Object(
+  {
+    role: Type.Optional(Type.Array(RoleSchema, { maxItems: ROLES.length })),
+    tags: Type.Optional(Type.Array(Type.String({ minLength: 1, maxLength: LIMITS.tagChars }), { maxItems: LIMITS.tags, description: 'Memories carrying all of these tags' })),
+    metadata: Type.Optional(Metadata),
+    since: Type.Optional(Type.Union([Timestamp, Type.Null()])),
+    until: Type.Optional(Type.Union([Timestamp, Type.Null()])),
+    exclude_session_id: Type.Optional(Type.Union([SessionId, Type.Null()], { description: 'Leave out this session (what the agent already holds)' }))
+  },
+  { additionalProperties: false }
+)
+export type RecallFilter = Static<typeof RecallFilter>
+
+export const RecallMode = Type.Enum(['hybrid', 'vector', 'text'])
+export type RecallMode = Static<typeof RecallMode>
+
+export const RecallBody = Type.Object(
+  {
+    query: Type.String({ minLength: 1, maxLength: LIMITS.queryChars }),
+    namespace: Type.Optional(Namespace),
+    session_id: Type.Optional(Type.Union([SessionId, Type.Null()], { description: 'Only this session' })),
+    k: Type.Optional(Type.Integer({ minimum: 1, maximum: LIMITS.k, default: 8 })),
+    mode: Type.Optional(RecallMode),
+    filter: Type.Optional(RecallFilter),
+    min_score: Type.Optional(Type.Number({ minimum: 0, maximum: 1, default: 0 })),
+    format: Type.Optional(Type.Enum(['json', 'context'])),
+    token_budget: Type.Optional(Type.Integer({ minimum: 1, maximum: LIMITS.tokenBudget, default: 1500 }))
+  },
+  { additionalProperties: false }
+)
+export type RecallBody = Static<typeof RecallBody>
+
+export const RecallHit = Type.Intersect([
+  Memory,
+  Type.Object({
+    score: Type.Number({ description: 'Relevance in [0, 1], best first: hybrid is 1 - (1 - vector)(1 - text); vector or text mode is that score alone' }),
+    scores: Type.Object({
+      vector: Type.Union([Type.Number(), Type.Null()], { description: 'Cosine similarity of the embeddings; null in text mode or before the memory is embedded' }),
+      text: Type.Union([Type.Number(), Type.Null()], { description: 'Share of the query\'s distinct terms the memory contains, in [0, 1]; null in vector mode' })
+    })
+  })
+])
+export type RecallHit = Static<typeof RecallHit>
+
+export const RecallResult = Type.Object({
+  results: Type.Array(RecallHit),
+  took_ms: Type.Number(),
+  context: Type.Optional(Type.String())
+})
+
+export const ListQuery = Type.Object(
+  {
+    namespace: Type.Optional(Namespace),
+    session_id: Type.Optional(SessionId),
+    role: Type.Optional(RoleSchema),
+    limit: Type.Optional(Type.Integer({ minimum: 1, maximum: LIMITS.listLimit, default: 50 })),
+    cursor: Type.Optional(Type.String({ minLength: 1, maxLength: 512 }))
+  },
+  { additionalProperties: false }
+)
+export const ListResult = Type.Object({ items: Type.Array(Memory), next_cursor: Type.Union([Type.String(), Type.Null()]) })
+
+export const DeleteManyQuery = Type.Object(
+  { namespace: Namespace, session_id: Type.Optional(SessionId) },
+  { additionalProperties: false }
+)
+export const DeleteManyResult = Type.Object({ deleted: Type.Integer() })
+
+export const SessionsQuery = Type.Object(
+  { namespace: Type.Optional(Namespace), limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000, default: 100 })) },
+  { additionalProperties: false }
+)
+export const SessionSummary = Type.Object({
+  session_id: Type.String(),
+  count: Type.Integer(),
+  first_at: Timestamp,
+  last_at: Timestamp
+})
+export const SessionsResult = Type.Object({ items: Type.Array(SessionSummary) })
+
+/** Idempotency-Key: a retried request with the same key (in the namespace) never creates a second row. */
+export const IdempotencyHeaders = Type.Object({
+  'idempotency-key': Type.Optional(Type.String({ minLength: 1, maxLength: 255, pattern: '^[\\x21-\\x7e]+$' }))
+})
+
+export const IdParams = Type.Object({ id: Type.String({ format: 'uuid' }) }, { additionalProperties: false })
+
+export const ErrorBody = Type.Object({
+  statusCode: Type.Integer(),
+  error: Type.String(),
+  code: Type.String(),
+  message: Type.String()
+})

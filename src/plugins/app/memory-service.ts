@@ -1,0 +1,63 @@
+import fp from 'fastify-plugin'
+import { createCachingEmbedder } from '../../cache/caching-embedder.js'
+import { createRecallCache } from '../../cache/recall-cache.js'
+import { createEmbeddingBackfill, type EmbeddingBackfill } from '../../memory/embedding-backfill.js'
+import { bindEmbedder } from '../../memory/embedder-binding.js'
+import { createMemoryRepository } from '../../memory/memory-repository.js'
+import { createMemoryService, type MemoryService } from '../../memory/memory-service.js'
+import { registerPoolGauge } from '../../metrics/sage-metrics.js'
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    memories: MemoryService
+    backfill: EmbeddingBackfill
+  }
+}
+
+/** Save and recall over the store: binds the embedder to the stored vectors, then serves and backfills. */
+export default fp<{ backfill?: boolean }>(
+  async (fastify, options) => {
+    const { db, embedder, metrics, config } = fastify
+    await bindEmbedder(db, embedder)
+    const repository = createMemoryRepository(db, embedder.dimension)
+    // Shared through Redis when it is configured. Without it, only the embedded store caches recalls in process:
+    // replicas sharing a Postgres could not see each other's deletes, and a recall must never return a deleted memory.
+    const recallCache = fastify.redis || db.kind === 'pglite' ? createRecallCache({ redis: fastify.redis, ttlSeconds: config.CACHE_TTL_SECONDS, metrics }) : undefined
+    if (recallCache) fastify.addHook('onClose', async () => recallCache.close())
+    else fastify.log.info('recalls are not cached: Postgres without REDIS_URL may have replicas whose deletes this process cannot see')
+    const memories = createMemoryService({
+        db,
+        repository,
+        embedder: createCachingEmbedder(embedder, { redis: fastify.redis, ttlSeconds: config.EMBEDDING_CACHE_TTL_SECONDS, metrics }),
+        recallCache,
+        metrics,
+        log: fastify.log,
+        redactSecrets: config.SAGE_REDACT_SECRETS,
+        embedTimeoutMs: config.EMBEDDING_SAVE_TIMEOUT_MS
+    })
+    fastify.decorate('memories', memories)
+    registerPoolGauge(metrics, () => db.poolStats())
+
+    const backfill = createEmbeddingBackfill({
+      // Vectors filled in change what recalls find, in any namespace.
+      repository: {
+        ...repository,
+        async setEmbeddings(updates, embedderId) {
+          const updated = await repository.setEmbeddings(updates, embedderId)
+          if (updated > 0) await recallCache?.invalidateAll()
+          return updated
+        }
+      },
+      embedder,
+      metrics,
+      log: fastify.log,
+      batchSize: config.BACKFILL_BATCH_SIZE,
+      intervalMs: config.BACKFILL_INTERVAL_MS,
+      onEmbedderAvailable: memories.embedderRecovered
+    })
+    fastify.decorate('backfill', backfill)
+    if (options.backfill !== false) fastify.addHook('onReady', async () => backfill.start())
+    fastify.addHook('preClose', () => backfill.stop())
+  },
+  { name: 'memory-service', dependencies: ['config', 'database', 'embedder', 'metrics', 'redis'] }
+)

@@ -1,0 +1,38 @@
+import closeWithGrace from 'close-with-grace'
+import type { FastifyInstance } from 'fastify'
+import { buildApp } from './app.js'
+import type { Config } from './config.js'
+import { createMetricsServer } from './metrics/metrics-server.js'
+import { checkExposure } from './security/check-exposure.js'
+
+export { LOOPBACK } from './security/check-exposure.js'
+
+/**
+ * The process: builds the app, listens, and on SIGTERM/SIGINT stops accepting, finishes in-flight
+ * requests within SHUTDOWN_GRACE_MS, then closes the pools. Refuses a non-loopback address without keys.
+ */
+export async function startServer(config: Config): Promise<FastifyInstance> {
+  const openWarning = checkExposure(config)
+  const app = await buildApp(config)
+  if (openWarning) app.log.warn(openWarning)
+  const metricsServer = config.METRICS_PORT === undefined ? undefined : createMetricsServer(app.metrics.registry, { token: config.METRICS_TOKEN })
+  if (metricsServer) app.addHook('onClose', () => metricsServer.close())
+  // With a key file, SIGHUP means "re-read the keys" (src/plugins/app/access.ts), not "shut down".
+  closeWithGrace({ delay: config.SHUTDOWN_GRACE_MS, skip: config.SAGE_API_KEYS_FILE ? ['SIGHUP'] : [] }, async ({ signal, err }) => {
+    if (err) app.log.error({ err }, 'shutting down after an unexpected error')
+    else app.log.info({ signal }, 'shutting down')
+    await app.close()
+  })
+  await app.listen({ host: config.HOST, port: config.PORT })
+  if (metricsServer) {
+    try {
+      await metricsServer.listen({ host: config.HOST, port: config.METRICS_PORT })
+    } catch (error) {
+      // Without this the main listener would keep the process alive after the failed start.
+      await app.close()
+      throw new Error(`METRICS_PORT ${config.METRICS_PORT}: ${(error as Error).message}`, { cause: error })
+    }
+  }
+  app.log.info({ store: app.db.kind, embedder: app.embedder.id, address: app.server.address() }, 'Sage is serving')
+  return app
+}

@@ -1,0 +1,50 @@
+import assert from 'node:assert/strict'
+import { readFile } from 'node:fs/promises'
+import { test } from 'node:test'
+import { parse } from 'yaml'
+import { join } from 'node:path'
+import { ConfigSchema, loadConfig } from '../src/config.js'
+import { REPO_ROOT } from './helper.js'
+
+test('defaults serve on 127.0.0.1:8765 with the embedded store', () => {
+  const config = loadConfig({})
+  assert.equal(config.HOST, '127.0.0.1')
+  assert.equal(config.PORT, 8765)
+  assert.equal(config.DATABASE_URL, undefined)
+  assert.equal(config.SAGE_DATA_DIR, '.data')
+  assert.equal(config.DB_POOL_MAX, 10)
+})
+
+test('numbers and booleans are read from strings', () => {
+  const config = loadConfig({ PORT: '9000', DB_POOL_MAX: '4', SAGE_REDACT_SECRETS: 'false' })
+  assert.equal(config.PORT, 9000)
+  assert.equal(config.DB_POOL_MAX, 4)
+  assert.equal(config.SAGE_REDACT_SECRETS, false)
+})
+
+test('a bad value stops the start with a message naming the variable', () => {
+  assert.throws(() => loadConfig({ PORT: 'eighty' }), /PORT/)
+  assert.throws(() => loadConfig({ DB_POOL_MAX: '0' }), /DB_POOL_MAX/)
+  assert.throws(() => loadConfig({ LOG_LEVEL: 'loud' }), /LOG_LEVEL/)
+  assert.throws(() => loadConfig({ EMBEDDING_URL: 'http://127.0.0.1:11434' }), /EMBEDDING_DIMENSIONS/)
+  assert.throws(() => loadConfig({ EMBEDDING_PROVIDER: 'openai' }), /EMBEDDING_URL/)
+})
+
+test('docker-compose.yml gives Sage only variables the configuration schema knows', async () => {
+  const compose = parse(await readFile(join(REPO_ROOT, 'docker-compose.yml'), 'utf8'))
+  const environment = compose.services.sage.environment as Record<string, string>
+  const known = new Set(Object.keys(ConfigSchema.properties))
+  for (const name of Object.keys(environment)) assert.ok(known.has(name), `docker-compose.yml sets ${name}, which Sage does not read`)
+  assert.equal(environment.HOST, '0.0.0.0')
+  assert.match(environment.DATABASE_URL!, /^postgres:\/\/.+@postgres:5432\//)
+  const dependsOn = compose.services.sage.depends_on as Record<string, { condition: string }>
+  assert.equal(dependsOn.postgres?.condition, 'service_healthy')
+  assert.ok(compose.services.postgres.healthcheck, 'postgres has a health check')
+  assert.match(compose.services.postgres.image, /pgvector/)
+})
+
+test('the README documents every configuration variable', async () => {
+  const readme = await readFile(join(REPO_ROOT, 'README.md'), 'utf8')
+  const section = readme.slice(readme.indexOf('<!-- config:begin -->'), readme.indexOf('<!-- config:end -->'))
+  for (const name of Object.keys(ConfigSchema.properties)) assert.match(section, new RegExp(`\\| \`${name}\` \\|`), `README lacks ${name}`)
+})

@@ -1,0 +1,113 @@
+import { randomBytes } from 'node:crypto'
+import type { FastifyInstance } from 'fastify'
+import { fileURLToPath } from 'node:url'
+import pg from 'pg'
+import { buildApp, type AppOptions } from '../src/app.js'
+import { configWith, type Config } from '../src/config.js'
+import type { Database } from '../src/db/database.js'
+import { createPgDatabase } from '../src/db/pg-database.js'
+import { createPgliteDatabase } from '../src/db/pglite-database.js'
+import { migrate } from '../src/db/migrate.js'
+
+/** A store the tests run against: the embedded PGlite always, real Postgres when TEST_DATABASE_URL is set. */
+export interface Backend {
+  name: 'pglite' | 'postgres'
+  /** A fresh, migrated, empty store of this kind; `drop()` removes it. */
+  create(): Promise<TestStore>
+}
+
+export interface TestStore {
+  db: Database
+  /** The URL of the store when it is a real server (for child processes). */
+  url?: string
+  /** Empties every table between tests, keeping the schema. */
+  reset(): Promise<void>
+  drop(): Promise<void>
+}
+
+const inCi = process.env.CI === 'true'
+
+async function reset(db: Database): Promise<void> {
+  await db.query('TRUNCATE memories')
+}
+
+const pglite: Backend = {
+  name: 'pglite',
+  async create() {
+    const db = await createPgliteDatabase(undefined)
+    await migrate(db)
+    return { db, reset: () => reset(db), drop: () => db.close() }
+  }
+}
+
+/** Each test file gets its own database on the server, so files never see each other's rows. */
+export async function createPostgresDatabase(baseUrl: string): Promise<{ url: string; drop(): Promise<void> }> {
+  const name = `sage_test_${process.pid}_${randomBytes(4).toString('hex')}`
+  const admin = new pg.Client({ connectionString: baseUrl })
+  await admin.connect()
+  try {
+    await admin.query(`CREATE DATABASE ${name}`)
+  } finally {
+    await admin.end()
+  }
+  const url = new URL(baseUrl)
+  url.pathname = `/${name}`
+  return {
+    url: url.toString(),
+    async drop() {
+      const client = new pg.Client({ connectionString: baseUrl })
+      await client.connect()
+      try {
+        await client.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`)
+      } finally {
+        await client.end()
+      }
+    }
+  }
+}
+
+const postgres: Backend = {
+  name: 'postgres',
+  async create() {
+    const base = process.env.TEST_DATABASE_URL
+    if (!base) throw new Error('TEST_DATABASE_URL must point at a Postgres with pgvector when CI=true')
+    const database = await createPostgresDatabase(base)
+    const db = createPgDatabase({ url: database.url, poolMax: 10, statementTimeoutMs: 30_000 })
+    await migrate(db)
+    return {
+      db,
+      url: database.url,
+      reset: () => reset(db),
+      async drop() {
+        await db.close()
+        await database.drop()
+      }
+    }
+  }
+}
+
+/** The stores to test: PGlite always; Postgres with TEST_DATABASE_URL, and under CI=true its absence fails. */
+export function backends(): Backend[] {
+  return process.env.TEST_DATABASE_URL || inCi ? [pglite, postgres] : [pglite]
+}
+
+/** A Redis URL for tests, or undefined to skip; under CI=true its absence fails the test that asks. */
+export function testRedisUrl(): string | undefined {
+  const url = process.env.TEST_REDIS_URL
+  if (!url && inCi) throw new Error('TEST_REDIS_URL must point at a Redis when CI=true')
+  return url
+}
+
+export function testConfig(overrides: Partial<Config> = {}): Config {
+  return configWith({ LOG_LEVEL: 'silent', SAGE_DATA_DIR: ':memory:', ...overrides })
+}
+
+/** The app over a store the test owns; closed by the caller (usually in `after`). */
+export async function buildTestApp(db: Database, overrides: Partial<Config> = {}, options: AppOptions = {}): Promise<FastifyInstance> {
+  const app = await buildApp(testConfig(overrides), { logger: false, backfill: false, database: db, ...options })
+  await app.ready()
+  return app
+}
+
+/** The repository root, whether tests run compiled (dist/test) or from source (test). */
+export const REPO_ROOT = fileURLToPath(new URL(import.meta.url.includes('/dist/') ? '../../' : '../', import.meta.url))
