@@ -1,0 +1,27 @@
+import fp from 'fastify-plugin'
+import { createRedisClients, type RedisClients } from '../../redis/redis-clients.js'
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** Redis clients by role; undefined when REDIS_URL is unset. */
+    redis: RedisClients | undefined
+  }
+}
+
+/** ioredis clients per role when REDIS_URL is set, closed last on shutdown (after the queue has stopped reading). */
+export default fp(
+  async (fastify) => {
+    const { config } = fastify
+    if (!config.REDIS_URL) {
+      fastify.decorate('redis', undefined)
+      return
+    }
+    const clients = await createRedisClients(
+      { url: config.REDIS_URL, keyPrefix: config.REDIS_KEY_PREFIX, commandTimeoutMs: config.REDIS_COMMAND_TIMEOUT_MS },
+      fastify.log
+    )
+    fastify.decorate('redis', clients)
+    fastify.addHook('onClose', () => clients.close())
+  },
+  { name: 'redis', dependencies: ['config'] }
+)

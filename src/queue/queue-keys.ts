@@ -1,0 +1,28 @@
+/** The Redis keys of the save queue, under REDIS_KEY_PREFIX; the service, the metrics and the operator commands share them. */
+export interface QueueKeys {
+  /** The stream of queued saves: one entry per save (a turn's two memories are one entry). */
+  stream: string
+  /** The one consumer group every replica reads in. */
+  group: string
+  /** Entries that failed QUEUE_MAX_ATTEMPTS times, with their error, for an operator to list and replay. */
+  deadLetters: string
+  /** Failed attempts per entry id, kept in Redis so they survive the consumer that made them. */
+  attempts: string
+}
+
+export function queueKeys(prefix: string): QueueKeys {
+  return {
+    stream: `${prefix}saves`,
+    group: 'sage-savers',
+    deadLetters: `${prefix}saves:dead`,
+    attempts: `${prefix}saves:attempts`
+  }
+}
+
+/** The stream entry field that holds the save, as JSON. */
+export const SAVE_FIELD = 'save'
+
+/** Milliseconds since the epoch at which Redis appended the entry (the first half of its id). */
+export function entryTime(entryId: string): number {
+  return Number(entryId.slice(0, entryId.indexOf('-')))
+}

@@ -1,0 +1,370 @@
+import type { FastifyBaseLogger } from 'fastify'
+import { randomBytes } from 'node:crypto'
+import { hostname } from 'node:os'
+import { isConnectionError } from '../db/pg-database.js'
+import type { MemoryService, PreparedMemory, SaveKind } from '../memory/memory-service.js'
+import type { SaveResult } from '../memory/memory-schemas.js'
+import type { QueueGaugeValues, SageMetrics } from '../metrics/sage-metrics.js'
+import { QUEUE_BLOCK_MS, type RedisClients } from '../redis/redis-clients.js'
+import { queueStatus } from './queue-admin.js'
+import { entryTime, queueKeys, SAVE_FIELD } from './queue-keys.js'
+
+/** What one stream entry carries: the memories of one request (a save, a turn, a batch), prepared (validated, normalised, ids assigned). */
+export interface QueuedSave {
+  kind: SaveKind
+  memories: PreparedMemory[]
+}
+
+export type SubmitOutcome =
+  | { queued: true; ids: string[] }
+  /** Saved synchronously: no queue configured, or Redis unreachable at that moment. */
+  | { queued: false; results: SaveResult[] }
+
+export interface SaveQueueDeps {
+  /** Undefined: no queue, every save is synchronous. */
+  redis?: RedisClients
+  memories: Pick<MemoryService, 'savePrepared'>
+  metrics: SageMetrics
+  log: FastifyBaseLogger
+  batchSize: number
+  claimIdleMs: number
+  maxAttempts: number
+  /** Defaults to host, pid and a random suffix: a restarted process is a new consumer. */
+  consumerName?: string
+}
+
+/** Longest pause between retries of a write the store refused for a passing reason (it is down, a deadlock). */
+const MAX_RETRY_DELAY_MS = 5000
+/** Consumers with nothing pending and silent this long belong to processes that are gone. */
+const FORGET_CONSUMER_AFTER_MS = 10 * 60_000
+
+export function encodeSave(save: QueuedSave): string {
+  return JSON.stringify(save)
+}
+
+/** Parses an entry back; throws on anything that is not a save this service wrote. */
+export function decodeSave(text: string | undefined): QueuedSave {
+  if (text === undefined) throw new Error(`entry has no "${SAVE_FIELD}" field`)
+  const value = JSON.parse(text) as QueuedSave
+  if (!value || !Array.isArray(value.memories) || value.memories.length === 0) throw new Error('entry holds no memories')
+  for (const memory of value.memories) {
+    if (typeof memory?.id !== 'string' || typeof memory.namespace !== 'string' || typeof memory.content !== 'string') {
+      throw new Error('entry holds a memory without id, namespace or content')
+    }
+    memory.created_at = new Date(memory.created_at)
+  }
+  return value
+}
+
+/**
+ * Failures that say nothing about the entry: the store is down or busy. The entry waits and is written when the
+ * store is back, never counted towards the dead-letter stream.
+ */
+export function isPassingFailure(error: unknown): boolean {
+  if (isConnectionError(error)) return true
+  const code = (error as { code?: unknown })?.code
+  // Postgres classes: 40 rollback (serialization, deadlock), 53 resources, 55 lock not available, 57 operator intervention (statement timeout, shutdown), 58 system.
+  return typeof code === 'string' && /^(40|53|55|57|58)/.test(code)
+}
+
+const fieldOf = (fields: string[], name: string) => {
+  for (let i = 0; i + 1 < fields.length; i += 2) if (fields[i] === name) return fields[i + 1]
+  return undefined
+}
+
+type StreamEntry = [id: string, fields: string[] | null]
+
+/**
+ * The asynchronous save path over a Redis Stream with one consumer group.
+ *
+ * Producer: each request is one entry (one XADD, one round trip): a single save, a turn's two memories, or a
+ * whole batch, which therefore lands all or nothing as the synchronous batch does.
+ * Consumer (one per replica): reads entries worth about QUEUE_BATCH_SIZE memories, embeds and writes them in
+ * one transaction idempotent on the pre-assigned ids (an entry is never split), then XACKs and XDELs them. Entries pending longer than
+ * QUEUE_CLAIM_IDLE_MS (their consumer died) are claimed by another. A write failure caused by the entry
+ * itself is retried and, after QUEUE_MAX_ATTEMPTS, moved to the dead-letter stream; a failure of the store
+ * (down, timing out) is retried for as long as it lasts, and the entries stay pending meanwhile.
+ *
+ * Trimming: an entry is deleted (XDEL) in the same MULTI as its XACK, so the stream holds exactly the saves
+ * not yet written. MAXLEN/MINID trimming would be cheaper per entry but cannot tell a written entry from one
+ * still pending in another consumer, and would lose the latter.
+ */
+export function createSaveQueue(deps: SaveQueueDeps) {
+  const { redis, memories, metrics, log } = deps
+  const keys = queueKeys(redis?.keyPrefix ?? '')
+  const consumer = deps.consumerName ?? `${hostname()}:${process.pid}:${randomBytes(3).toString('hex')}`
+  const claimIntervalMs = Math.max(500, Math.floor(deps.claimIdleMs / 2))
+  const retryDelayCapMs = Math.min(MAX_RETRY_DELAY_MS, Math.max(100, Math.floor(deps.claimIdleMs / 3)))
+  let stopped = true
+  let running: Promise<void> | undefined
+  let wake: (() => void) | undefined
+  let lastWarning = ''
+
+  /** Sleeps, or less when the queue stops. */
+  const pause = (ms: number) =>
+    new Promise<void>((resolve) => {
+      const timer = setTimeout(done, ms)
+      function done() {
+        clearTimeout(timer)
+        wake = undefined
+        resolve()
+      }
+      wake = done
+    })
+
+  function warn(error: unknown, message: string): void {
+    const text = `${message}: ${(error as Error)?.message}`
+    if (text !== lastWarning) log.warn({ err: error, consumer }, message)
+    lastWarning = text
+  }
+
+  async function ensureGroup(): Promise<void> {
+    try {
+      // From the start of the stream: entries appended before the group existed (Redis lost it) are read too.
+      await redis!.commands.xgroup('CREATE', keys.stream, keys.group, '0', 'MKSTREAM')
+    } catch (error) {
+      if (!/BUSYGROUP/.test((error as Error).message)) throw error
+    }
+  }
+
+  async function acknowledge(ids: string[]): Promise<void> {
+    try {
+      await redis!.commands.multi().xack(keys.stream, keys.group, ...ids).xdel(keys.stream, ...ids).hdel(keys.attempts, ...ids).exec()
+    } catch (error) {
+      // Written but not acknowledged: claimed again later and found already stored, so nothing is doubled.
+      warn(error, 'queued saves written but not acknowledged; they will be claimed and recognised as stored')
+    }
+  }
+
+  async function deadLetter(id: string, raw: string | undefined, error: unknown, attempts: number): Promise<void> {
+    const message = (error as Error)?.message ?? String(error)
+    await redis!.commands
+      .multi()
+      .xadd(keys.deadLetters, '*', 'entry', id, SAVE_FIELD, raw ?? '', 'error', message, 'attempts', String(attempts), 'failed_at', new Date().toISOString())
+      .xack(keys.stream, keys.group, id)
+      .xdel(keys.stream, id)
+      .hdel(keys.attempts, id)
+      .exec()
+    metrics.queueEntries.inc({ event: 'dead_lettered' })
+    log.error({ entry: id, attempts, error: message }, 'queued save moved to the dead-letter stream; list it with `sage-memory queue dead-letters`')
+  }
+
+  /** Resets the idle time of entries this consumer is still working on, so no other consumer claims them. */
+  async function keepClaimed(ids: string[]): Promise<void> {
+    await redis!.commands.xclaim(keys.stream, keys.group, consumer, 0, ...ids, 'JUSTID').catch(() => undefined)
+  }
+
+  interface Job {
+    id: string
+    raw: string
+    save: QueuedSave
+  }
+
+  /** Writes the jobs in one transaction and acknowledges them; isolates and retries what fails. */
+  async function write(jobs: Job[]): Promise<void> {
+    // A replayed entry read in the same batch as its original is only acknowledged.
+    const seen = new Set<string>()
+    const fresh = jobs.filter((job) => {
+      const isNew = job.save.memories.some((memory) => !seen.has(memory.id))
+      for (const memory of job.save.memories) seen.add(memory.id)
+      return isNew
+    })
+    let delay = 100
+    for (;;) {
+      try {
+        const results = await memories.savePrepared(fresh.flatMap((job) => job.save.memories), 'queued')
+        await acknowledge(jobs.map((job) => job.id))
+        const now = Date.now()
+        let offset = 0
+        for (const job of fresh) {
+          const created = results.slice(offset, offset + job.save.memories.length).some((r) => r.created)
+          offset += job.save.memories.length
+          metrics.queueEntries.inc({ event: created ? 'written' : 'duplicate' })
+          metrics.queueLag.observe(Math.max(0, now - entryTime(job.id)) / 1000)
+        }
+        if (jobs.length > fresh.length) metrics.queueEntries.inc({ event: 'duplicate' }, jobs.length - fresh.length)
+        return
+      } catch (error) {
+        if (stopped) return
+        if (isPassingFailure(error)) {
+          warn(error, 'the store refused queued saves; they stay queued and are retried until it answers')
+          metrics.queueEntries.inc({ event: 'retried' }, jobs.length)
+          await pause(delay)
+          delay = Math.min(delay * 2, retryDelayCapMs)
+          await keepClaimed(jobs.map((job) => job.id))
+          continue
+        }
+        if (jobs.length > 1) {
+          // One bad entry must not hold up the rest: write each alone to find it.
+          for (const job of jobs) await write([job])
+          return
+        }
+        const job = jobs[0]!
+        const attempts = await redis!.commands.hincrby(keys.attempts, job.id, 1)
+        if (attempts >= deps.maxAttempts) {
+          await deadLetter(job.id, job.raw, error, attempts)
+          return
+        }
+        warn(error, 'a queued save failed; retrying it')
+        metrics.queueEntries.inc({ event: 'retried' })
+        await pause(delay)
+        delay = Math.min(delay * 2, retryDelayCapMs)
+      }
+    }
+  }
+
+  // How many entries to read at once: QUEUE_BATCH_SIZE memories' worth, judged by the entries read last.
+  let memoriesPerEntry = 1
+  const readCount = () => Math.max(1, Math.min(deps.batchSize, Math.floor(deps.batchSize / memoriesPerEntry)))
+
+  async function processEntries(entries: StreamEntry[]): Promise<void> {
+    const jobs: Job[] = []
+    for (const [id, fields] of entries) {
+      if (!fields) continue
+      const raw = fieldOf(fields, SAVE_FIELD)
+      try {
+        jobs.push({ id, raw: raw!, save: decodeSave(raw) })
+      } catch (error) {
+        // Not a save this service can read: no retry will change that.
+        await deadLetter(id, raw, error, 1)
+      }
+    }
+    if (jobs.length === 0) return
+    memoriesPerEntry = Math.max(1, jobs.reduce((sum, job) => sum + job.save.memories.length, 0) / jobs.length)
+    // One transaction per QUEUE_BATCH_SIZE memories or so; a batch larger than that is one transaction of its own.
+    let group: Job[] = []
+    let size = 0
+    for (const job of jobs) {
+      if (group.length > 0 && size + job.save.memories.length > deps.batchSize) {
+        await write(group)
+        group = []
+        size = 0
+      }
+      group.push(job)
+      size += job.save.memories.length
+    }
+    await write(group)
+  }
+
+  /** Takes over entries whose consumer stopped acknowledging (it died or stalled); each takeover counts as an attempt. */
+  async function claimAbandoned(): Promise<void> {
+    let cursor = '0-0'
+    do {
+      const [next, entries] = (await redis!.commands.xautoclaim(keys.stream, keys.group, consumer, deps.claimIdleMs, cursor, 'COUNT', readCount())) as [
+        string,
+        StreamEntry[]
+      ]
+      cursor = next
+      const live = entries.filter(([, fields]) => fields)
+      if (live.length > 0) {
+        const pipeline = redis!.commands.pipeline()
+        for (const [id] of live) pipeline.hincrby(keys.attempts, id, 1)
+        const counts = (await pipeline.exec())!.map(([, value]) => Number(value))
+        const retry: StreamEntry[] = []
+        for (const [i, entry] of live.entries()) {
+          if (counts[i]! >= deps.maxAttempts) {
+            await deadLetter(entry[0], fieldOf(entry[1]!, SAVE_FIELD), new Error(`claimed ${counts[i]} times from consumers that stopped while writing it`), counts[i]!)
+          } else retry.push(entry)
+        }
+        log.info({ consumer, claimed: live.length }, 'claimed queued saves left pending by another consumer')
+        metrics.queueEntries.inc({ event: 'retried' }, retry.length)
+        await processEntries(retry)
+      }
+    } while (cursor !== '0-0' && !stopped)
+    await forgetGoneConsumers()
+  }
+
+  async function forgetGoneConsumers(): Promise<void> {
+    const consumers = (await redis!.commands.xinfo('CONSUMERS', keys.stream, keys.group)) as Array<Array<string | number>>
+    for (const fields of consumers) {
+      const info: Record<string, string | number> = {}
+      for (let i = 0; i + 1 < fields.length; i += 2) info[String(fields[i])] = fields[i + 1]!
+      if (info.name !== consumer && Number(info.pending) === 0 && Number(info.idle) > Math.max(FORGET_CONSUMER_AFTER_MS, deps.claimIdleMs * 10)) {
+        await redis!.commands.xgroup('DELCONSUMER', keys.stream, keys.group, String(info.name))
+      }
+    }
+  }
+
+  async function consume(): Promise<void> {
+    let failures = 0
+    let nextClaimAt = 0
+    while (!stopped) {
+      try {
+        if (Date.now() >= nextClaimAt) {
+          nextClaimAt = Date.now() + claimIntervalMs
+          await claimAbandoned()
+        }
+        const reply = (await redis!.blocking.xreadgroup(
+          'GROUP', keys.group, consumer, 'COUNT', readCount(), 'BLOCK', QUEUE_BLOCK_MS, 'STREAMS', keys.stream, '>'
+        )) as Array<[string, StreamEntry[]]> | null
+        const entries = reply?.[0]?.[1] ?? []
+        if (entries.length > 0) await processEntries(entries)
+        failures = 0
+      } catch (error) {
+        if (stopped) break
+        if (/NOGROUP/.test((error as Error).message)) {
+          // Redis lost the stream (restarted without persistence, or flushed): make the group again.
+          await ensureGroup().catch(() => undefined)
+          continue
+        }
+        failures++
+        warn(error, 'the save queue consumer cannot read from Redis; retrying')
+        await pause(Math.min(100 * 2 ** Math.min(failures, 5), 2000))
+      }
+    }
+  }
+
+  return {
+    /** True when saves can be queued (REDIS_URL is set). */
+    enabled: redis !== undefined,
+    consumer,
+    keys,
+
+    /**
+     * Queues one request's prepared memories as one entry. Without a queue, or when Redis does not take it
+     * right now, saves them synchronously with the same ids: an entry that reached Redis after all is then
+     * found already stored and written once.
+     */
+    async submit(request: readonly PreparedMemory[] | ReadonlyArray<readonly PreparedMemory[]>, kind: SaveKind): Promise<SubmitOutcome> {
+      // Also takes one array per save (the first form of this call): still one entry for the request.
+      const prepared = (request as ReadonlyArray<PreparedMemory | readonly PreparedMemory[]>).flat() as PreparedMemory[]
+      if (redis && redis.available()) {
+        try {
+          await redis.commands.xadd(keys.stream, '*', SAVE_FIELD, encodeSave({ kind, memories: prepared }))
+          metrics.queueEntries.inc({ event: 'queued' })
+          return { queued: true, ids: prepared.map((memory) => memory.id) }
+        } catch (error) {
+          redis.markFailed()
+          warn(error, 'redis did not take the save; saving synchronously')
+        }
+      }
+      if (redis) metrics.queueEntries.inc({ event: 'fallback' })
+      return { queued: false, results: await memories.savePrepared(prepared, kind) }
+    },
+
+    /** Creates the group if needed and starts this replica's consumer. */
+    async start(): Promise<void> {
+      if (!redis || !stopped) return
+      stopped = false
+      await ensureGroup().catch((error: unknown) => warn(error, 'cannot create the save queue group yet; the consumer will retry'))
+      running = consume()
+    },
+
+    /** Stops reading; the batch being written is finished and acknowledged first. */
+    async stop(): Promise<void> {
+      if (stopped) return
+      stopped = true
+      wake?.()
+      await running
+    },
+
+    /** Depth, pending, oldest entry's age and dead letters, for the gauges. */
+    async gauges(): Promise<QueueGaugeValues> {
+      if (!redis!.available()) throw new Error('redis unavailable')
+      const status = await queueStatus(redis!.commands, keys)
+      return { depth: status.depth, pending: status.pending, oldestAgeSeconds: status.oldest_age_ms / 1000, deadLetters: status.dead_letters }
+    }
+  }
+}
+
+export type SaveQueue = ReturnType<typeof createSaveQueue>

@@ -1,0 +1,102 @@
+import assert from 'node:assert/strict'
+import { after, before, describe, test } from 'node:test'
+import type { FastifyInstance, LightMyRequestResponse } from 'fastify'
+import type { Config } from '../../../src/config.js'
+import { backends, buildTestApp, testRedisUrl, type TestStore } from '../../helper.js'
+import { dropKeys, testKeyPrefix } from '../../support/redis.js'
+
+const redisUrl = testRedisUrl()
+const KEY_A = 'a'.repeat(32)
+const KEY_B = 'b'.repeat(32)
+
+function assertLimited(res: LightMyRequestResponse, max: number): void {
+  assert.equal(res.statusCode, 429, res.body)
+  const body = res.json()
+  assert.deepEqual(Object.keys(body).sort(), ['code', 'error', 'message', 'statusCode'])
+  assert.equal(body.statusCode, 429)
+  assert.equal(body.error, 'Too Many Requests')
+  assert.equal(body.code, 'SAGE_RATE_LIMITED')
+  assert.match(body.message, new RegExp(`rate limit of ${max} requests per \\d+ s exceeded`))
+  assert.match(String(res.headers['retry-after']), /^\d+$/)
+  assert.ok(Number(res.headers['retry-after']) > 0)
+  assert.equal(res.headers['x-ratelimit-limit'], String(max))
+  assert.equal(res.headers['x-ratelimit-remaining'], '0')
+  assert.match(String(res.headers['x-ratelimit-reset']), /^\d+$/)
+}
+
+describe('rate limits', () => {
+  let store: TestStore
+  const apps: FastifyInstance[] = []
+  const prefix = testKeyPrefix('rate-limit')
+  let n = 0
+  before(async () => {
+    store = await backends()[0]!.create()
+  })
+  after(async () => {
+    await Promise.all(apps.map((app) => app.close()))
+    await store?.drop()
+    if (redisUrl) await dropKeys(redisUrl, prefix)
+  })
+  const app = async (overrides: Partial<Config>) => {
+    const built = await buildTestApp(store.db, { RATE_LIMIT_WINDOW_MS: 60_000, ...overrides })
+    apps.push(built)
+    return built
+  }
+  const list = (sage: FastifyInstance, headers: Record<string, string> = {}, remoteAddress?: string) =>
+    sage.inject({ method: 'GET', url: '/v1/memories?namespace=rl', headers, remoteAddress })
+
+  test('per address: the request past the limit is a 429 in the contract\'s shape, with Retry-After and x-ratelimit-*', async () => {
+    const sage = await app({ RATE_LIMIT_MAX: 3 })
+    for (let i = 0; i < 3; i++) {
+      const res = await list(sage)
+      assert.equal(res.statusCode, 200)
+      assert.equal(res.headers['x-ratelimit-limit'], '3')
+      assert.equal(res.headers['x-ratelimit-remaining'], String(2 - i))
+    }
+    assertLimited(await list(sage), 3)
+    // Writes count against the same allowance.
+    assertLimited(await sage.inject({ method: 'POST', url: '/v1/memories', payload: { content: 'x' } }), 3)
+    // Another address has its own.
+    assert.equal((await list(sage, {}, '10.0.0.7')).statusCode, 200)
+  })
+
+  test('health, readiness, metrics and the API document are never limited', async () => {
+    const sage = await app({ RATE_LIMIT_MAX: 1 })
+    await list(sage)
+    assertLimited(await list(sage), 1)
+    for (const url of ['/health', '/health/ready', '/metrics', '/docs/json']) {
+      for (let i = 0; i < 5; i++) {
+        const res = await sage.inject({ method: 'GET', url })
+        assert.equal(res.statusCode, 200, `${url}: ${res.body.slice(0, 200)}`)
+        assert.equal(res.headers['x-ratelimit-limit'], undefined, url)
+      }
+    }
+  })
+
+  test('per API key when keys are configured: one key\'s use does not spend another\'s', async () => {
+    const sage = await app({ RATE_LIMIT_MAX: 2, SAGE_API_KEYS: `alpha:${KEY_A}=*;beta:${KEY_B}=*` })
+    const as = (key: string) => ({ authorization: `Bearer ${key}` })
+    assert.equal((await list(sage, as(KEY_A))).statusCode, 200)
+    assert.equal((await list(sage, as(KEY_A))).statusCode, 200)
+    assertLimited(await list(sage, as(KEY_A)), 2)
+    assert.equal((await list(sage, as(KEY_B))).statusCode, 200, 'beta has its own allowance')
+    assert.equal((await list(sage, as(KEY_B))).statusCode, 200)
+    assertLimited(await list(sage, as(KEY_B)), 2)
+  })
+
+  describe('shared through Redis', { skip: redisUrl ? false : 'TEST_REDIS_URL is not set' }, () => {
+    test('two replicas on one Redis count against one limit', async () => {
+      const shared = { RATE_LIMIT_MAX: 4, REDIS_URL: redisUrl, REDIS_KEY_PREFIX: `${prefix}${++n}:` }
+      const [a, b] = [await app(shared), await app(shared)]
+      const statuses: number[] = []
+      for (let i = 0; i < 6; i++) statuses.push((await list(i % 2 === 0 ? a! : b!)).statusCode)
+      assert.deepEqual(statuses, [200, 200, 200, 200, 429, 429])
+      assertLimited(await list(b!), 4)
+    })
+
+    test('with Redis unreachable requests are served, not refused', async () => {
+      const sage = await app({ RATE_LIMIT_MAX: 1, REDIS_URL: 'redis://127.0.0.1:1/0', REDIS_COMMAND_TIMEOUT_MS: 100 })
+      for (let i = 0; i < 3; i++) assert.equal((await list(sage)).statusCode, 200)
+    })
+  })
+})
