@@ -22,6 +22,8 @@ export interface Database extends Queryable {
   transaction<T>(work: (tx: Queryable) => Promise<T>): Promise<T>
   /** Runs `work` on one connection held for its duration (session-level locks, several statements). */
   withConnection<T>(work: (connection: Queryable) => Promise<T>): Promise<T>
+  /** After migrations: teach the driver to read vector columns (PGlite knows them already). */
+  registerVectorType?(): Promise<void>
   poolStats(): PoolStats
   close(): Promise<void>
 }

@@ -1,5 +1,5 @@
 import pg from 'pg'
-import pgvector from 'pgvector/pg'
+import pgvector from 'pgvector'
 import type { Database, PoolStats, Queryable, QueryResult } from './database.js'
 
 export interface PgDatabaseOptions {
@@ -11,7 +11,14 @@ export interface PgDatabaseOptions {
 
 /** The production store: a pg.Pool whose connections know the vector type and allow filtered HNSW scans. */
 export function createPgDatabase(options: PgDatabaseOptions): Database {
+  // pgvector's parser for the vector type, per pool: its oid is only known once the extension exists.
+  let vectorOid: number | undefined
+  const types = {
+    getTypeParser: ((oid: number, format?: 'text' | 'binary') =>
+      oid === vectorOid ? pgvector.fromSql : pg.types.getTypeParser(oid, format)) as typeof pg.types.getTypeParser
+  }
   const pool = new pg.Pool({
+    types,
     connectionString: options.url,
     max: options.poolMax,
     idleTimeoutMillis: 30_000,
@@ -24,10 +31,6 @@ export function createPgDatabase(options: PgDatabaseOptions): Database {
   })
   // An idle client losing its server must not crash the process; the next checkout reconnects.
   pool.on('error', (error) => options.onError?.(error))
-  pool.on('connect', (client) => {
-    // Before the first migration the type does not exist yet; those connections never read vectors.
-    pgvector.registerTypes(client).catch(() => undefined)
-  })
 
   const wrap = (client: pg.Pool | pg.PoolClient): Queryable => ({
     async query<R>(sql: string, params: readonly unknown[] = []): Promise<QueryResult<R>> {
@@ -71,6 +74,10 @@ export function createPgDatabase(options: PgDatabaseOptions): Database {
           throw error
         }
       }),
+    async registerVectorType() {
+      const { rows } = await pool.query<{ oid: number }>("SELECT oid FROM pg_type WHERE typname = 'vector'")
+      vectorOid = rows[0]?.oid
+    },
     poolStats: (): PoolStats => ({ total: pool.totalCount, idle: pool.idleCount, waiting: pool.waitingCount }),
     close: () => pool.end()
   }

@@ -1,3 +1,4 @@
+import pgvector from 'pgvector'
 import type { Queryable } from '../db/database.js'
 import { validationError } from '../errors.js'
 import type { Memory, RecallFilter, RecallMode, Role, SaveResult } from './memory-schemas.js'
@@ -92,7 +93,7 @@ export function toMemory(row: MemoryRow): Memory {
   }
 }
 
-export const vectorLiteral = (vector: readonly number[]) => `[${vector.join(',')}]`
+export const vectorLiteral = (vector: readonly number[]): string => pgvector.toSql(vector)
 
 /** All SQL over the memories table lives here, parameterised, written once for Postgres and PGlite. */
 export function createMemoryRepository(db: Queryable, dimension: number) {

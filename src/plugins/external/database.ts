@@ -16,6 +16,9 @@ export default fp<{ database?: Database }>(
     fastify.decorate('db', db)
     if (!options.database) fastify.addHook('onClose', () => db.close())
     const applied = await migrate(db)
+    await db.registerVectorType?.()
+    // Fresh planner statistics, so filtered and vector queries get their indexes (PGlite has no autovacuum).
+    await db.query('ANALYZE memories')
     if (applied.length > 0) fastify.log.info({ applied, store: db.kind }, 'applied migrations')
   },
   { name: 'database', dependencies: ['config'] }
