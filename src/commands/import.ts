@@ -1,0 +1,94 @@
+import { parseArgs } from 'node:util'
+import { createHookNamespace, NAMESPACE_PATTERN } from '../hooks/hook-namespace.js'
+import { importTranscripts, type TranscriptImportProgress, type TranscriptImportSummary } from '../hooks/transcript-import.js'
+import type { Command } from './command.js'
+
+const USAGE = `PATH [--url http://127.0.0.1:8765] [--key-env SAGE_API_KEY] [--namespace N] [--no-tool-calls]
+  PATH: a transcript (.jsonl) or a folder of them, e.g. ~/.claude/projects; safe to run again`
+/** Without a terminal, a progress line this often, so logs of long imports show they are alive. */
+const PIPE_PROGRESS_MS = 10_000
+const TTY_PROGRESS_MS = 200
+
+/** `sage-memory import PATH`: Claude Code history into a running Sage, over HTTP. */
+export const importCommand: Command = {
+  summary: 'import Claude Code transcripts into a running Sage (again: nothing new is created)',
+  usage: USAGE,
+  async run(args) {
+    const { values, positionals } = parseArgs({
+      args,
+      allowPositionals: true,
+      options: {
+        url: { type: 'string', default: process.env.SAGE_URL ?? 'http://127.0.0.1:8765' },
+        'key-env': { type: 'string' },
+        namespace: { type: 'string' },
+        'no-tool-calls': { type: 'boolean', default: false },
+        help: { type: 'boolean', short: 'h', default: false }
+      }
+    })
+    if (values.help || positionals.length !== 1) {
+      console.log(`Usage: sage-memory import ${USAGE}`)
+      return values.help ? 0 : 2
+    }
+    const keyEnv = values['key-env'] ?? 'SAGE_API_KEY'
+    const apiKey = process.env[keyEnv] || undefined
+    if (values['key-env'] !== undefined && apiKey === undefined) throw new Error(`${keyEnv} is not set`)
+    if (values.namespace !== undefined && !NAMESPACE_PATTERN.test(values.namespace)) {
+      throw new Error(`--namespace must be 1-128 characters of [A-Za-z0-9._:/@-], got "${values.namespace}"`)
+    }
+
+    const started = Date.now()
+    const report = progressReporter(started)
+    const summary = await importTranscripts({
+      path: positionals[0]!,
+      url: values.url,
+      apiKey,
+      namespace: values.namespace,
+      // Namespaces as the hook derives them, so imported history and live sessions meet.
+      namespaceOf: createHookNamespace(process.env.HOOK_NAMESPACE_MAP),
+      includeToolCalls: !values['no-tool-calls'],
+      onProgress: report.update
+    })
+    report.done()
+    console.log(describe(summary, Date.now() - started))
+    return summary.unreadable.length > 0 || summary.rejected.length > 0 ? 1 : 0
+  }
+}
+
+function progressReporter(started: number) {
+  const tty = process.stderr.isTTY === true
+  let last = started
+  let shown = false
+  return {
+    update(p: TranscriptImportProgress) {
+      const now = Date.now()
+      if (now - last < (tty ? TTY_PROGRESS_MS : PIPE_PROGRESS_MS)) return
+      last = now
+      const line = `files ${p.filesDone}/${p.files}, memories sent ${p.sent} (created ${p.created}, duplicates ${p.duplicates}), ${Math.round((now - started) / 1000)} s`
+      if (tty) {
+        process.stderr.write(`\r${line}\u001b[K`)
+        shown = true
+      } else {
+        process.stderr.write(`${line}\n`)
+      }
+    },
+    done() {
+      if (shown) process.stderr.write('\r\u001b[K')
+    }
+  }
+}
+
+function describe(summary: TranscriptImportSummary, elapsedMs: number): string {
+  const lines = [
+    `Imported ${summary.files} ${summary.files === 1 ? 'file' : 'files'} in ${(elapsedMs / 1000).toFixed(1)} s: ` +
+      `${summary.sent} memories sent, ${summary.created} created, ${summary.duplicates} duplicates (already imported)`
+  ]
+  const skipped = Object.entries(summary.stats.skipped).filter(([, n]) => n > 0)
+  if (summary.stats.malformed > 0) skipped.push(['malformed', summary.stats.malformed])
+  lines.push(`Lines read: ${summary.stats.lines}; skipped: ${skipped.length === 0 ? 'none' : skipped.map(([why, n]) => `${why} ${n}`).join(', ')}`)
+  if (summary.rejected.length > 0) {
+    lines.push(`Refused by Sage: ${summary.rejected.length}`)
+    for (const { source_id, message } of summary.rejected.slice(0, 10)) lines.push(`  ${source_id}: ${message}`)
+  }
+  for (const { file, message } of summary.unreadable) lines.push(`Could not read ${file}: ${message}`)
+  return lines.join('\n')
+}

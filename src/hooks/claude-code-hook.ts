@@ -1,0 +1,419 @@
+import { createHash } from 'node:crypto'
+import type { FastifyBaseLogger } from 'fastify'
+import { Counter, Gauge, type Registry } from 'prom-client'
+import { SageError } from '../errors.js'
+import { estimateTokens, formatContext } from '../memory/context-block.js'
+import { searchTerms, type MemoryService } from '../memory/memory-service.js'
+import { LIMITS, type Memory, type MemoryInput, type RecallHit } from '../memory/memory-schemas.js'
+import { NAMESPACE_PATTERN, type HookNamespace } from './hook-namespace.js'
+import type { SaveQueue } from '../queue/save-queue.js'
+import { createSaveRetryBuffer, type SaveRetryBuffer } from './save-retry-buffer.js'
+
+/**
+ * What Sage does with each Claude Code hook event (see docs/hooks.md). Every answer is a JSON object that
+ * Claude Code reads back, and comes within the deadline whatever the database does: work that is not done
+ * by then is abandoned for the answer (`{}`), while a save that fails is kept for retry, never dropped.
+ */
+
+export type HookAnswer =
+  | Record<string, never>
+  | { hookSpecificOutput: { hookEventName: 'UserPromptSubmit' | 'SessionStart'; additionalContext: string } }
+
+/**
+ * When a recalled memory is worth the agent's context. Measured on the fixtures with the built-in lexical
+ * embedder (test/hooks/claude-code-hook.test.ts holds the labelled set): on long prompts, memories of the same
+ * topic scored 0.42-0.88 and unrelated ones of the same project at most 0.16; but on short prompts one shared
+ * word ("fix", "page") already lifts an unrelated memory to 0.33-0.44, since the text side is the share of the
+ * query's terms matched. So a hit must score HOOK_MIN_SCORE and also match at least two of the prompt's terms
+ * (all of them for a one-term prompt), unless its vector similarity alone is strong (HOOK_STRONG_VECTOR): that
+ * lets a semantic embedder's paraphrase matches through, which share meaning but no words.
+ */
+export const HOOK_MIN_SCORE = 0.35
+export const HOOK_MIN_MATCHED_TERMS = 2
+export const HOOK_STRONG_VECTOR = 0.5
+/**
+ * Compaction summaries are the agent's own condensed record of a stretch of work, denser in decisions than
+ * any single turn: at equal match they are the better memory, so their score is multiplied by this for ranking
+ * and the threshold. A multiplier keeps an unrelated summary unrelated (0.1 stays far below HOOK_MIN_SCORE).
+ */
+export const SUMMARY_BOOST = 1.25
+export const SUMMARY_TAG = 'summary'
+/** Claude Code cuts additionalContext longer than this to a preview. */
+export const CONTEXT_MAX_CHARS = 10_000
+
+const RECALL_K = 10
+/** memory-service.ts keeps a query's first 64 distinct terms. */
+const MAX_QUERY_TERMS = 64
+const DIGEST_SESSIONS = 5
+/** Each quoted prompt or answer in the digest: enough to say what the session was about. */
+const DIGEST_QUOTE_TOKENS = 60
+const DIGEST_SUMMARY_TOKENS = 400
+const KNOWN_EVENTS = ['UserPromptSubmit', 'Stop', 'SubagentStop', 'SessionStart', 'PostCompact', 'PreCompact', 'SessionEnd'] as const
+type EventLabel = (typeof KNOWN_EVENTS)[number] | 'other' | 'none'
+
+export type HookOutcome = 'context' | 'empty' | 'saved' | 'ignored' | 'malformed' | 'forbidden' | 'deadline' | 'error'
+
+export interface ClaudeCodeHookDeps {
+  memories: Pick<MemoryService, 'save' | 'recall' | 'list' | 'sessions' | 'prepare'>
+  /** The Redis save queue: when enabled, saves go through it (durable at once) instead of straight to the store. */
+  queue?: Pick<SaveQueue, 'enabled' | 'submit'>
+  namespaceOf: HookNamespace
+  log: FastifyBaseLogger
+  /** Every answer within this many milliseconds of the request's arrival (HOOK_DEADLINE_MS). */
+  deadlineMs: number
+  /** Tokens of context one answer injects at most (HOOK_TOKEN_BUDGET). */
+  tokenBudget: number
+  minScore?: number
+  /** Where the hook's own metrics go (the app's registry); none in unit tests that do not look. */
+  registry?: Registry
+  /** Retry timing of the in-process buffer (tests shorten it). */
+  retry?: { initialDelayMs?: number; maxDelayMs?: number; maxItems?: number }
+}
+
+export interface HandleOptions {
+  /** `?namespace=` from the hook's URL: wins over the one derived from `cwd`. */
+  namespace?: string
+  /** May this caller use the namespace? False answers `{}` (see routes/hooks/claude-code.ts). */
+  authorize?: (namespace: string) => boolean | Promise<boolean>
+  /** Milliseconds already spent on the request before the handler ran (parsing, auth). */
+  elapsedMs?: number
+  log?: FastifyBaseLogger
+}
+
+export interface ClaudeCodeHook {
+  /** Never rejects, and resolves within the deadline. */
+  handle(body: unknown, options?: HandleOptions): Promise<HookAnswer>
+  /** Saves waiting for the database to come back. */
+  retryBuffer: SaveRetryBuffer<PendingSave>
+  close(timeoutMs?: number): Promise<void>
+}
+
+export interface PendingSave {
+  input: MemoryInput
+  idempotencyKey: string
+}
+
+interface HookPayload {
+  event: string
+  sessionId?: string
+  cwd?: string
+  transcriptPath?: string
+  text: (field: string) => string | undefined
+  raw: Record<string, unknown>
+}
+
+const EMPTY: HookAnswer = Object.freeze({}) as Record<string, never>
+const DEADLINE = Symbol('deadline')
+
+export function createClaudeCodeHook(deps: ClaudeCodeHookDeps): ClaudeCodeHook {
+  const { memories, namespaceOf } = deps
+  const minScore = deps.minScore ?? HOOK_MIN_SCORE
+  const metrics = deps.registry ? hookMetrics(deps.registry) : undefined
+  const count = (event: EventLabel, outcome: HookOutcome) => metrics?.requests.inc({ event, outcome })
+
+  /** Queued when Redis is configured (the queue saves synchronously while Redis is away), else saved now. */
+  async function store(input: MemoryInput, idempotencyKey: string): Promise<void> {
+    if (deps.queue?.enabled) await deps.queue.submit([[memories.prepare(input, '', idempotencyKey)]], 'hook')
+    else await memories.save(input, { idempotencyKey, kind: 'hook' })
+  }
+
+  const retryBuffer = createSaveRetryBuffer<PendingSave>({
+    save: (pending) => store(pending.input, pending.idempotencyKey),
+    isRetryable,
+    sizeOf: (pending) => pending.input.content.length,
+    log: deps.log,
+    ...deps.retry,
+    onOutcome: (outcome, n) => metrics?.deferred.inc({ outcome }, n)
+  })
+  metrics?.bufferGauge(() => retryBuffer.size())
+
+  /** Saves now; a failure worth retrying goes to the retry buffer. Never rejects, so it may outlive the answer. */
+  async function persist(input: MemoryInput, log: FastifyBaseLogger): Promise<void> {
+    const idempotencyKey = hookIdempotencyKey(input)
+    try {
+      await store(input, idempotencyKey)
+    } catch (error) {
+      if (!isRetryable(error)) {
+        log.warn({ err: error, namespace: input.namespace }, 'hook save rejected')
+        return
+      }
+      log.warn({ err: error, namespace: input.namespace }, 'hook save failed; kept for retry')
+      retryBuffer.add({ input, idempotencyKey })
+    }
+  }
+
+  async function answer(payload: HookPayload, namespace: string, log: FastifyBaseLogger): Promise<[HookAnswer, HookOutcome]> {
+    const base = { namespace, session_id: payload.sessionId ?? null, created_at: new Date().toISOString() }
+    const metadata = (extra: Record<string, unknown> = {}): Record<string, unknown> => ({
+      ...(payload.cwd === undefined ? {} : { cwd: payload.cwd }),
+      tool: 'claude-code',
+      hook_event: payload.event,
+      ...(payload.transcriptPath === undefined ? {} : { transcript: payload.transcriptPath }),
+      ...extra
+    })
+
+    switch (payload.event) {
+      case 'UserPromptSubmit': {
+        const prompt = payload.text('prompt')
+        if (prompt === undefined) return [EMPTY, 'malformed']
+        // Claude Code's prompt_id, or Codex CLI's turn_id (its UserPromptSubmit has no prompt_id): either makes a resend one memory.
+        const promptId = boundedId(payload.raw.prompt_id) ?? boundedId(payload.raw.turn_id)
+        const { content, truncated } = capContent(prompt)
+        const saved = persist(
+          { ...base, role: 'user', content, source_id: promptId ?? null, metadata: metadata(truncated ? { truncated: true } : {}) },
+          log
+        )
+        const context = await recallContext(prompt, namespace, payload.sessionId, promptId)
+        await saved
+        return context === '' ? [EMPTY, 'empty'] : [contextAnswer('UserPromptSubmit', context), 'context']
+      }
+      case 'Stop':
+      case 'SubagentStop': {
+        const message = payload.text('last_assistant_message')
+        if (message === undefined) return [EMPTY, 'malformed']
+        const { content, truncated } = capContent(message)
+        const agent = typeof payload.raw.agent_type === 'string' ? { agent_type: payload.raw.agent_type } : {}
+        await persist({ ...base, role: 'assistant', content, metadata: metadata({ ...agent, ...(truncated ? { truncated: true } : {}) }) }, log)
+        return [EMPTY, 'saved']
+      }
+      case 'PostCompact': {
+        const summary = payload.text('compact_summary')
+        if (summary === undefined) return [EMPTY, 'malformed']
+        const { content, truncated } = capContent(summary)
+        const trigger = typeof payload.raw.trigger === 'string' ? { trigger: payload.raw.trigger } : {}
+        await persist(
+          { ...base, role: 'note', content, tags: [SUMMARY_TAG], metadata: metadata({ ...trigger, ...(truncated ? { truncated: true } : {}) }) },
+          log
+        )
+        return [EMPTY, 'saved']
+      }
+      case 'SessionStart': {
+        const digest = await sessionDigest(namespace, payload.sessionId)
+        return digest === '' ? [EMPTY, 'empty'] : [contextAnswer('SessionStart', digest), 'context']
+      }
+      default:
+        // PreCompact, SessionEnd and events this version does not know: nothing to save or say.
+        log.info({ hook_event: payload.event, namespace }, 'hook event ignored')
+        return [EMPTY, 'ignored']
+    }
+  }
+
+  /** The most relevant memories of earlier sessions as one block of dated facts, or '' when none is relevant enough. */
+  async function recallContext(prompt: string, namespace: string, sessionId: string | undefined, promptId: string | undefined): Promise<string> {
+    const query = prompt.slice(0, LIMITS.queryChars)
+    const { results } = await memories.recall(
+      { query, namespace, k: RECALL_K, mode: 'hybrid' },
+      sessionId === undefined ? {} : { excludeSessionId: sessionId }
+    )
+    const said = comparable(prompt)
+    // The recall's text score is the share of these terms a memory holds; times their number, how many it matched.
+    const queryTerms = new Set(searchTerms(query)).size
+    const neededTerms = Math.max(1, Math.min(HOOK_MIN_MATCHED_TERMS, queryTerms))
+    const matchedTerms = (hit: RecallHit) => Math.round((hit.scores.text ?? 0) * Math.min(queryTerms, MAX_QUERY_TERMS))
+    const relevant = results
+      // The prompt just saved, when the session is unknown or the save raced the recall.
+      .filter((hit) => (promptId === undefined || hit.source_id !== promptId) && comparable(hit.content) !== said)
+      .map((hit) => ({ hit, score: boostedScore(hit) }))
+      .filter(({ hit, score }) => score >= minScore && (matchedTerms(hit) >= neededTerms || (hit.scores.vector ?? 0) >= HOOK_STRONG_VECTOR))
+      .sort((a, b) => b.score - a.score)
+      .map(({ hit }) => hit)
+    if (relevant.length === 0) return ''
+    const heading = `Sage recalled these from earlier sessions of "${namespace}" (most relevant first; each line starts with the date it was said):`
+    return fitCharacters(formatContext(relevant, deps.tokenBudget, heading), CONTEXT_MAX_CHARS)
+  }
+
+  /** The project's latest summary and its last few sessions (what was asked, how it ended), newest first. */
+  async function sessionDigest(namespace: string, currentSession: string | undefined): Promise<string> {
+    const [sessions, notes] = await Promise.all([
+      memories.sessions(namespace, DIGEST_SESSIONS + 1),
+      memories.list({ namespace, role: 'note', limit: 50 })
+    ])
+    const earlier = sessions.filter((s) => s.session_id !== currentSession).slice(0, DIGEST_SESSIONS)
+    const summary = notes.items.find((note) => note.tags.includes(SUMMARY_TAG) && (currentSession === undefined || note.session_id !== currentSession))
+    if (earlier.length === 0 && summary === undefined) return ''
+
+    const lastOf = async (sessionId: string, role: 'user' | 'assistant') =>
+      (await memories.list({ namespace, sessionId, role, limit: 1 })).items[0]
+    const details = await Promise.all(earlier.map(async (s) => ({ s, asked: await lastOf(s.session_id, 'user'), answered: await lastOf(s.session_id, 'assistant') })))
+
+    const budget = deps.tokenBudget
+    const lines = [`Sage: recent work in "${namespace}" from earlier sessions, newest first.`]
+    let used = estimateTokens(lines[0]!)
+    const push = (line: string): boolean => {
+      const tokens = estimateTokens(line) + 1
+      if (used + tokens > budget) return false
+      lines.push(line)
+      used += tokens
+      return true
+    }
+    if (summary !== undefined) {
+      push(`Latest summary (${summary.created_at.slice(0, 10)}): ${cutToTokens(oneLine(summary.content), Math.min(DIGEST_SUMMARY_TOKENS, Math.max(16, budget - used - 20)))}`)
+    }
+    if (details.length > 0) push('Recent sessions:')
+    for (const { s, asked, answered } of details) {
+      const parts = [`- ${s.last_at.slice(0, 10)}, ${s.count} ${s.count === 1 ? 'memory' : 'memories'}`]
+      if (asked) parts.push(`last asked: "${quote(asked)}"`)
+      if (answered) parts.push(`last answer: "${quote(answered)}"`)
+      if (!push(parts.join('; '))) break
+    }
+    return lines.length > 1 ? fitCharacters(lines.join('\n'), CONTEXT_MAX_CHARS) : ''
+  }
+
+  return {
+    retryBuffer,
+    async handle(body, options = {}) {
+      const log = options.log ?? deps.log
+      const elapsed = options.elapsedMs ?? 0
+      // Room to serialise and write the answer before the deadline itself.
+      const budgetMs = Math.max(0, deps.deadlineMs - elapsed - Math.min(20, deps.deadlineMs / 10))
+      const payload = readPayload(body)
+      if (payload === undefined) {
+        log.warn({ body_type: typeof body }, 'hook body is not a JSON object with hook_event_name; answered {}')
+        count('none', 'malformed')
+        return EMPTY
+      }
+      const label: EventLabel = (KNOWN_EVENTS as readonly string[]).includes(payload.event) ? (payload.event as EventLabel) : 'other'
+
+      const work = (async (): Promise<[HookAnswer, HookOutcome]> => {
+        const namespace = options.namespace ?? (await namespaceOf(payload.cwd))
+        if (!NAMESPACE_PATTERN.test(namespace)) {
+          log.warn({ namespace }, 'hook ?namespace= is not 1-128 characters of [A-Za-z0-9._:/@-]; answered {} and saved nothing')
+          return [EMPTY, 'malformed']
+        }
+        // Access: the single place a caller's key is checked against the namespace (see routes/hooks/claude-code.ts).
+        if (options.authorize && !(await options.authorize(namespace))) {
+          log.warn({ namespace, hook_event: payload.event }, 'hook namespace outside the key\'s scope; answered {}')
+          return [EMPTY, 'forbidden']
+        }
+        return answer(payload, namespace, log)
+      })().catch((error: unknown): [HookAnswer, HookOutcome] => {
+        log.warn({ err: error, hook_event: payload.event }, 'hook failed open; answered {}')
+        return [EMPTY, 'error']
+      })
+
+      let timer: NodeJS.Timeout | undefined
+      const deadline = new Promise<typeof DEADLINE>((resolve) => {
+        timer = setTimeout(() => resolve(DEADLINE), budgetMs)
+      })
+      const result = await Promise.race([work, deadline])
+      clearTimeout(timer)
+      if (result === DEADLINE) {
+        log.warn({ hook_event: payload.event, deadline_ms: deps.deadlineMs }, 'hook missed its deadline; answered {} (saves continue)')
+        count(label, 'deadline')
+        return EMPTY
+      }
+      const [hookAnswer, outcome] = result
+      if (outcome === 'malformed') log.warn({ hook_event: payload.event }, 'hook payload lacks the field its event needs; answered {}')
+      count(label, outcome)
+      return hookAnswer
+    },
+    close: (timeoutMs = 2_000) => retryBuffer.close(timeoutMs)
+  }
+}
+
+/** What a save failure says about retrying: a 4xx-class SageError never gets better; anything else may. */
+export function isRetryable(error: unknown): boolean {
+  return !(error instanceof SageError && error.statusCode < 500)
+}
+
+/**
+ * Retried saves of one hook event are one memory; so are two deliveries of the same event (an `http` and a
+ * `command` hook installed side by side). A prompt with a prompt_id is already unique by its source id.
+ */
+export function hookIdempotencyKey(input: MemoryInput): string {
+  const hash = createHash('sha256')
+  for (const part of [input.metadata?.hook_event, input.session_id, input.source_id, input.role, input.content]) {
+    hash.update(String(part ?? '')).update('\u0000')
+  }
+  return `claude-code:${hash.digest('hex').slice(0, 40)}`
+}
+
+function readPayload(body: unknown): HookPayload | undefined {
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) return undefined
+  const raw = body as Record<string, unknown>
+  if (typeof raw.hook_event_name !== 'string' || raw.hook_event_name === '') return undefined
+  const text = (field: string): string | undefined => {
+    const value = raw[field]
+    return typeof value === 'string' && value.trim() !== '' ? value : undefined
+  }
+  return {
+    event: raw.hook_event_name,
+    sessionId: boundedId(raw.session_id),
+    cwd: text('cwd'),
+    transcriptPath: text('transcript_path'),
+    text,
+    raw
+  }
+}
+
+/** Ids as the contract bounds them (1-256 characters); anything else is treated as absent. */
+function boundedId(value: unknown): string | undefined {
+  return typeof value === 'string' && value.trim() !== '' && value.length <= 256 ? value : undefined
+}
+
+/** Longer text is cut rather than refused: the start of a huge prompt is still worth remembering. */
+function capContent(text: string): { content: string; truncated: boolean } {
+  if (text.length <= LIMITS.contentChars) return { content: text, truncated: false }
+  const end = /[\uD800-\uDBFF]/.test(text.charAt(LIMITS.contentChars - 1)) ? LIMITS.contentChars - 1 : LIMITS.contentChars
+  return { content: text.slice(0, end), truncated: true }
+}
+
+function boostedScore(hit: RecallHit): number {
+  // Not capped at 1: a summary that matches perfectly still goes before a turn that matches perfectly.
+  return hit.tags.includes(SUMMARY_TAG) ? hit.score * SUMMARY_BOOST : hit.score
+}
+
+function contextAnswer(hookEventName: 'UserPromptSubmit' | 'SessionStart', additionalContext: string): HookAnswer {
+  return { hookSpecificOutput: { hookEventName, additionalContext } }
+}
+
+const oneLine = (text: string) => text.replace(/\s+/g, ' ').trim()
+const comparable = (text: string) => oneLine(text.normalize('NFC')).toLowerCase()
+const quote = (memory: Memory) => cutToTokens(oneLine(memory.content), DIGEST_QUOTE_TOKENS).replace(/"/g, "'")
+
+function cutToTokens(text: string, tokens: number): string {
+  if (estimateTokens(text) <= tokens) return text
+  let low = 0
+  let high = text.length
+  while (low < high) {
+    const mid = Math.ceil((low + high) / 2)
+    if (estimateTokens(text.slice(0, mid)) + 1 <= tokens) low = mid
+    else high = mid - 1
+  }
+  return `${text.slice(0, low).trimEnd()}…`
+}
+
+/** Whole lines dropped from the end until the block fits; the heading alone is no context. */
+function fitCharacters(text: string, max: number): string {
+  if (text.length <= max) return text
+  const lines = text.split('\n')
+  while (lines.length > 1 && lines.join('\n').length > max) lines.pop()
+  return lines.length > 1 ? lines.join('\n') : ''
+}
+
+function hookMetrics(registry: Registry) {
+  return {
+    requests: new Counter({
+      name: 'sage_hook_requests_total',
+      help: 'Hook calls by event and outcome (context, empty, saved, ignored, malformed, forbidden, deadline, error)',
+      labelNames: ['event', 'outcome'] as const,
+      registers: [registry]
+    }),
+    deferred: new Counter({
+      name: 'sage_hook_deferred_saves_total',
+      help: 'Hook saves that failed and went to the in-process retry buffer (buffered), and what became of them (saved, dropped when full, rejected)',
+      labelNames: ['outcome'] as const,
+      registers: [registry]
+    }),
+    bufferGauge(size: () => number) {
+      new Gauge({
+        name: 'sage_hook_retry_buffer_size',
+        help: 'Hook saves waiting in the in-process retry buffer',
+        registers: [registry],
+        collect() {
+          this.set(size())
+        }
+      })
+    }
+  }
+}
