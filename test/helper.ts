@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto'
+import { after, before } from 'node:test'
 import type { FastifyInstance } from 'fastify'
 import { fileURLToPath } from 'node:url'
 import pg from 'pg'
@@ -111,3 +112,22 @@ export async function buildTestApp(db: Database, overrides: Partial<Config> = {}
 
 /** The repository root, whether tests run compiled (dist/test) or from source (test). */
 export const REPO_ROOT = fileURLToPath(new URL(import.meta.url.includes('/dist/') ? '../../' : '../', import.meta.url))
+
+/** A fresh store of `backend` and an app over it for one suite: created before its tests, closed and dropped after. */
+export function useTestApp(backend: Backend, overrides: Partial<Config> = {}, options: AppOptions = {}): { app: FastifyInstance; store: TestStore } {
+  const suite = {} as { app: FastifyInstance; store: TestStore }
+  before(async () => {
+    suite.store = await backend.create()
+    suite.app = await buildTestApp(suite.store.db, overrides, options)
+  })
+  after(async () => {
+    await suite.app?.close()
+    await suite.store?.drop()
+  })
+  return suite
+}
+
+/** How many memories the store holds, for "nothing was written" assertions. */
+export async function memoryCount(db: Database): Promise<number> {
+  return (await db.query<{ n: number }>('SELECT count(*)::int AS n FROM memories')).rows[0]!.n
+}

@@ -1,23 +1,13 @@
 import assert from 'node:assert/strict'
-import { after, before, describe, test } from 'node:test'
-import type { FastifyInstance } from 'fastify'
-import { backends, buildTestApp, type TestStore } from '../helper.js'
+import { describe, test } from 'node:test'
+import { backends, memoryCount, useTestApp } from '../helper.js'
 
 /** Malformed requests of every kind: each a clear 4xx in the contract's shape, never a 5xx, never a row. */
 for (const backend of backends()) {
   describe(`bad input on ${backend.name}`, () => {
-    let store: TestStore
-    let app: FastifyInstance
-    before(async () => {
-      store = await backend.create()
-      app = await buildTestApp(store.db, { BODY_LIMIT_BYTES: 1024 * 1024, BATCH_BODY_LIMIT_BYTES: 2 * 1024 * 1024 })
-    })
-    after(async () => {
-      await app?.close()
-      await store?.drop()
-    })
+    const suite = useTestApp(backend, { BODY_LIMIT_BYTES: 1024 * 1024, BATCH_BODY_LIMIT_BYTES: 2 * 1024 * 1024 })
 
-    const rows = async () => (await store.db.query<{ n: number }>('SELECT count(*)::int AS n FROM memories')).rows[0]!.n
+    const rows = () => memoryCount(suite.store.db)
 
     const cases: Array<{ name: string; method?: 'POST' | 'GET' | 'DELETE'; url?: string; payload?: string | object; headers?: Record<string, string>; status: number; message?: RegExp }> = [
       { name: 'invalid JSON', payload: '{"content": ', headers: { 'content-type': 'application/json' }, status: 400 },
@@ -54,7 +44,7 @@ for (const backend of backends()) {
 
     for (const c of cases) {
       test(`${c.name} -> ${c.status}`, async () => {
-        const res = await app.inject({
+        const res = await suite.app.inject({
           method: c.method ?? 'POST',
           url: c.url ?? '/v1/memories',
           headers: c.headers,
@@ -73,29 +63,29 @@ for (const backend of backends()) {
     }
 
     test('NUL characters inside content, metadata and tags are removed, never a 5xx', async () => {
-      const res = await app.inject({
+      const res = await suite.app.inject({
         method: 'POST',
         url: '/v1/memories',
         payload: { content: 'a\u0000b', metadata: { 'k\u0000': 'v\u0000', nested: ['\u0000x'] }, tags: ['t\u0000'], source_id: 's\u0000' }
       })
       assert.equal(res.statusCode, 201, res.body)
-      const memory = (await app.inject({ method: 'GET', url: `/v1/memories/${res.json().id}` })).json()
+      const memory = (await suite.app.inject({ method: 'GET', url: `/v1/memories/${res.json().id}` })).json()
       assert.equal(memory.content, 'ab')
       assert.deepEqual(memory.metadata, { k: 'v', nested: ['x'] })
       assert.deepEqual(memory.tags, ['t'])
       assert.equal(memory.source_id, 's')
-      await store.reset()
+      await suite.store.reset()
     })
 
     test('lone surrogates and SQL/LIKE metacharacters are stored as text', async () => {
       const content = "'; DROP TABLE memories; -- 100% _match_ \\ \ud800 end"
-      const res = await app.inject({ method: 'POST', url: '/v1/memories', payload: { content, namespace: 'a_b.c' } })
+      const res = await suite.app.inject({ method: 'POST', url: '/v1/memories', payload: { content, namespace: 'a_b.c' } })
       assert.equal(res.statusCode, 201, res.body)
-      const memory = (await app.inject({ method: 'GET', url: `/v1/memories/${res.json().id}` })).json()
+      const memory = (await suite.app.inject({ method: 'GET', url: `/v1/memories/${res.json().id}` })).json()
       assert.equal(memory.content, "'; DROP TABLE memories; -- 100% _match_ \\ \ufffd end")
-      const recall = await app.inject({ method: 'POST', url: '/v1/recall', payload: { query: "'; DROP -- 100% _ \\ | & ! :* <->", namespace: 'a_b.c' } })
+      const recall = await suite.app.inject({ method: 'POST', url: '/v1/recall', payload: { query: "'; DROP -- 100% _ \\ | & ! :* <->", namespace: 'a_b.c' } })
       assert.equal(recall.statusCode, 200, recall.body)
-      await store.reset()
+      await suite.store.reset()
     })
   })
 }

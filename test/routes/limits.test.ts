@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict'
-import { after, before, beforeEach, describe, test } from 'node:test'
-import type { FastifyInstance, InjectOptions } from 'fastify'
+import { beforeEach, describe, test } from 'node:test'
+import type { InjectOptions } from 'fastify'
 import { LIMITS } from '../../src/memory/memory-schemas.js'
-import { backends, buildTestApp, type TestStore } from '../helper.js'
+import { backends, memoryCount, useTestApp } from '../helper.js'
 
 /** A JSON object nested `levels` deep: {"a":{"a":…1}}. */
 const nested = (levels: number): unknown => (levels === 0 ? 1 : { a: nested(levels - 1) })
@@ -61,26 +61,17 @@ const limits: Limit[] = [
 
 for (const backend of backends()) {
   describe(`limits on ${backend.name}`, () => {
-    let store: TestStore
-    let app: FastifyInstance
-    before(async () => {
-      store = await backend.create()
-      app = await buildTestApp(store.db)
-    })
-    after(async () => {
-      await app?.close()
-      await store?.drop()
-    })
-    beforeEach(() => store.reset())
+    const suite = useTestApp(backend)
+    beforeEach(() => suite.store.reset())
 
-    const rows = async () => (await store.db.query<{ n: number }>('SELECT count(*)::int AS n FROM memories')).rows[0]!.n
+    const rows = () => memoryCount(suite.store.db)
 
     for (const limit of limits) {
       test(`${limit.name}: at the limit 2xx, past it ${limit.status} naming it, and nothing written`, async () => {
-        const within = await app.inject(limit.within)
+        const within = await suite.app.inject(limit.within)
         assert.ok(within.statusCode >= 200 && within.statusCode < 300, `${within.statusCode} ${within.body.slice(0, 300)}`)
-        await store.reset()
-        const past = await app.inject(limit.past)
+        await suite.store.reset()
+        const past = await suite.app.inject(limit.past)
         assert.equal(past.statusCode, limit.status, past.body.slice(0, 300))
         const body = past.json()
         assert.equal(body.statusCode, limit.status)

@@ -1,29 +1,19 @@
 import assert from 'node:assert/strict'
-import { after, before, describe, test } from 'node:test'
-import type { FastifyInstance } from 'fastify'
-import { backends, buildTestApp, type TestStore } from '../helper.js'
+import { describe, test } from 'node:test'
+import { backends, useTestApp } from '../helper.js'
 
 for (const backend of backends()) {
   describe(`operations on ${backend.name}`, () => {
-    let store: TestStore
-    let app: FastifyInstance
-    before(async () => {
-      store = await backend.create()
-      app = await buildTestApp(store.db)
-    })
-    after(async () => {
-      await app?.close()
-      await store?.drop()
-    })
+    const suite = useTestApp(backend)
 
     test('GET /health is alive', async () => {
-      const res = await app.inject({ method: 'GET', url: '/health' })
+      const res = await suite.app.inject({ method: 'GET', url: '/health' })
       assert.equal(res.statusCode, 200)
       assert.deepEqual(res.json(), { status: 'ok' })
     })
 
     test('GET /health/ready checks the database and the embedder', async () => {
-      const res = await app.inject({ method: 'GET', url: '/health/ready' })
+      const res = await suite.app.inject({ method: 'GET', url: '/health/ready' })
       assert.equal(res.statusCode, 200, res.body)
       const body = res.json()
       assert.equal(body.status, 'ok')
@@ -35,10 +25,10 @@ for (const backend of backends()) {
     })
 
     test('GET /metrics exposes HTTP durations by route pattern and Sage\'s own metrics', async () => {
-      const saved = await app.inject({ method: 'POST', url: '/v1/memories', payload: { content: 'metrics probe' } })
-      await app.inject({ method: 'GET', url: `/v1/memories/${saved.json().id}` })
-      await app.inject({ method: 'POST', url: '/v1/recall', payload: { query: 'metrics probe', mode: 'text' } })
-      const res = await app.inject({ method: 'GET', url: '/metrics' })
+      const saved = await suite.app.inject({ method: 'POST', url: '/v1/memories', payload: { content: 'metrics probe' } })
+      await suite.app.inject({ method: 'GET', url: `/v1/memories/${saved.json().id}` })
+      await suite.app.inject({ method: 'POST', url: '/v1/recall', payload: { query: 'metrics probe', mode: 'text' } })
+      const res = await suite.app.inject({ method: 'GET', url: '/metrics' })
       assert.equal(res.statusCode, 200)
       assert.match(res.headers['content-type'] as string, /text\/plain/)
       const text = res.body
@@ -54,9 +44,9 @@ for (const backend of backends()) {
     })
 
     test('GET /docs serves the OpenAPI document with every route', async () => {
-      const page = await app.inject({ method: 'GET', url: '/docs' })
+      const page = await suite.app.inject({ method: 'GET', url: '/docs' })
       assert.ok([200, 302].includes(page.statusCode))
-      const doc = (await app.inject({ method: 'GET', url: '/docs/json' })).json()
+      const doc = (await suite.app.inject({ method: 'GET', url: '/docs/json' })).json()
       assert.equal(doc.openapi.slice(0, 2), '3.')
       for (const path of ['/v1/memories', '/v1/memories/batch', '/v1/memories/{id}', '/v1/recall', '/v1/turns', '/v1/sessions', '/health', '/health/ready', '/metrics']) {
         assert.ok(doc.paths[path], `missing ${path}`)

@@ -1,7 +1,6 @@
 import assert from 'node:assert/strict'
-import { after, before, beforeEach, describe, test } from 'node:test'
-import type { FastifyInstance } from 'fastify'
-import { backends, buildTestApp, type TestStore } from '../../helper.js'
+import { beforeEach, describe, test } from 'node:test'
+import { backends, useTestApp } from '../../helper.js'
 
 interface Hit {
   id: string
@@ -25,24 +24,15 @@ const MEMORIES = [
 
 for (const backend of backends()) {
   describe(`recall on ${backend.name}`, () => {
-    let store: TestStore
-    let app: FastifyInstance
-    before(async () => {
-      store = await backend.create()
-      app = await buildTestApp(store.db)
-    })
-    after(async () => {
-      await app?.close()
-      await store?.drop()
-    })
+    const suite = useTestApp(backend)
     beforeEach(async () => {
-      await store.reset()
-      const res = await app.inject({ method: 'POST', url: '/v1/memories/batch', payload: { items: MEMORIES } })
+      await suite.store.reset()
+      const res = await suite.app.inject({ method: 'POST', url: '/v1/memories/batch', payload: { items: MEMORIES } })
       assert.equal(res.statusCode, 201, res.body)
     })
 
     const recall = async (body: Record<string, unknown>): Promise<{ results: Hit[]; took_ms: number; context?: string }> => {
-      const res = await app.inject({ method: 'POST', url: '/v1/recall', payload: { namespace: 'billing', ...body } })
+      const res = await suite.app.inject({ method: 'POST', url: '/v1/recall', payload: { namespace: 'billing', ...body } })
       assert.equal(res.statusCode, 200, res.body)
       return res.json()
     }
@@ -102,8 +92,8 @@ for (const backend of backends()) {
     })
 
     test('metadata filter is JSON containment', async () => {
-      await app.inject({ method: 'POST', url: '/v1/memories', payload: { namespace: 'meta', content: 'alpha deploy notes', metadata: { tool: 'claude-code', cwd: '/a' } } })
-      await app.inject({ method: 'POST', url: '/v1/memories', payload: { namespace: 'meta', content: 'alpha deploy notes again', metadata: { tool: 'codex' } } })
+      await suite.app.inject({ method: 'POST', url: '/v1/memories', payload: { namespace: 'meta', content: 'alpha deploy notes', metadata: { tool: 'claude-code', cwd: '/a' } } })
+      await suite.app.inject({ method: 'POST', url: '/v1/memories', payload: { namespace: 'meta', content: 'alpha deploy notes again', metadata: { tool: 'codex' } } })
       const res = await recall({ namespace: 'meta', query: 'alpha deploy', filter: { metadata: { tool: 'claude-code' } } })
       assert.equal(res.results.length, 1)
       assert.equal(res.results[0]!.content, 'alpha deploy notes')
@@ -114,7 +104,7 @@ for (const backend of backends()) {
       const noise = Array.from({ length: 300 }, (_, i) => ({ namespace: 'starve', role: 'note', content: `deploy pipeline notes number ${i} about the build` }))
       const wanted = Array.from({ length: 10 }, (_, i) => ({ namespace: 'starve', role: 'user', content: `question ${i} about the deploy pipeline build`, tags: ['q'] }))
       for (const items of [noise, wanted]) {
-        const res = await app.inject({ method: 'POST', url: '/v1/memories/batch', payload: { items } })
+        const res = await suite.app.inject({ method: 'POST', url: '/v1/memories/batch', payload: { items } })
         assert.equal(res.statusCode, 201)
       }
       for (const mode of ['hybrid', 'vector', 'text'] as const) {
@@ -158,7 +148,7 @@ for (const backend of backends()) {
         { query: 123 },
         { query: '\u0000\u0000' }
       ]) {
-        const res = await app.inject({ method: 'POST', url: '/v1/recall', payload })
+        const res = await suite.app.inject({ method: 'POST', url: '/v1/recall', payload })
         assert.equal(res.statusCode, 400, `${JSON.stringify(payload).slice(0, 80)} -> ${res.statusCode} ${res.body}`)
         assert.equal(res.json().code, 'SAGE_VALIDATION')
       }
