@@ -24,6 +24,8 @@ export const ConfigSchema = Type.Object({
   EMBEDDING_SAVE_TIMEOUT_MS: Type.Integer({ default: 2000, minimum: 10, description: 'How long a save waits for its embedding before storing the text alone (embedded later)' }),
   BACKFILL_INTERVAL_MS: Type.Integer({ default: 5000, minimum: 100, description: 'How often memories saved without an embedding are embedded' }),
   BACKFILL_BATCH_SIZE: Type.Integer({ default: 256, minimum: 1, maximum: 5000, description: 'Memories embedded per backfill round' }),
+  VECTOR_INDEX_BATCH_SIZE: Type.Integer({ default: 200, minimum: 1, maximum: 10000, description: 'Vectors the background indexer moves into the HNSW graph per transaction (PGlite: at most 16)' }),
+  VECTOR_INDEX_INTERVAL_MS: Type.Integer({ default: 1000, minimum: 10, description: 'How often the vector indexer looks for vectors saved by other replicas' }),
   BODY_LIMIT_BYTES: Type.Integer({ default: 1048576, minimum: 1024, description: 'Largest request body, except batches' }),
   BATCH_BODY_LIMIT_BYTES: Type.Integer({ default: 10485760, minimum: 1024, description: 'Largest body of POST /v1/memories/batch' }),
   REQUEST_TIMEOUT_MS: Type.Integer({ default: 30000, minimum: 1000, description: 'Longest a request may take before the socket is closed' }),

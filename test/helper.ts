@@ -29,7 +29,8 @@ export interface TestStore {
 const inCi = process.env.CI === 'true'
 
 async function reset(db: Database): Promise<void> {
-  await db.query('TRUNCATE memories')
+  // The vector tables (migrations/003) hold ids of memories: emptied with them, so no test sees another's backlog.
+  await db.query('TRUNCATE memories, memory_vectors, vector_backlog')
 }
 
 const pglite: Backend = {

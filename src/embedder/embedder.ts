@@ -4,6 +4,8 @@ export interface Embedder {
   readonly id: string
   /** Length of every vector this embedder returns. */
   readonly dimension: number
+  /** Computed in process in less time than a cache lookup takes (hashing the text): not worth caching. */
+  readonly local?: boolean
   /** One L2-normalised vector per input text, in input order. Rejects when the embedder is unreachable or times out. */
   embed(texts: readonly string[], signal?: AbortSignal): Promise<number[][]>
 }

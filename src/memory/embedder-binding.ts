@@ -22,22 +22,29 @@ export class EmbedderMismatchError extends Error {
   }
 }
 
-const indexName = (dimension: number) => `memories_embedding_hnsw_${dimension}`
+const indexName = (dimension: number) => `memory_vectors_hnsw_${dimension}`
 
 async function createIndex(connection: Queryable, dimension: number): Promise<void> {
-  // An expression index per dimension, because the column itself is untyped (see migrations/001). The predicate
-  // keeps vectors of another length out: CREATE INDEX also reads recently dead rows (say, cleared by reembed)
-  // that an open snapshot may still see, and casting one of those would fail.
-  await connection.query(
-    `CREATE INDEX IF NOT EXISTS ${indexName(dimension)} ON memories
-     USING hnsw ((embedding::vector(${dimension})) vector_cosine_ops) WITH (m = 16, ef_construction = 64)
-     WHERE vector_dims(embedding) = ${dimension}`
-  )
+  // An expression index per dimension, because the column itself is untyped (see migrations/001 and 003). The
+  // predicate keeps vectors of another length out: CREATE INDEX also reads recently dead rows (say, cleared by
+  // reembed) that an open snapshot may still see, and casting one of those would fail.
+  // Building over vectors already stored (after migration 003 or a reembed) takes minutes at 100,000: no timeout.
+  await connection.query('SET statement_timeout = 0')
+  try {
+    await connection.query(
+      `CREATE INDEX IF NOT EXISTS ${indexName(dimension)} ON memory_vectors
+       USING hnsw ((embedding::vector(${dimension})) vector_cosine_ops) WITH (m = 16, ef_construction = 64)
+       WHERE vector_dims(embedding) = ${dimension}`
+    )
+  } finally {
+    // Inside a transaction that failed, RESET fails too; the rollback undoes the SET anyway, and the first error counts.
+    await connection.query('RESET statement_timeout').catch(() => undefined)
+  }
 }
 
 async function dropOtherIndexes(connection: Queryable, keep: number | undefined): Promise<void> {
   const { rows } = await connection.query<{ indexname: string }>(
-    "SELECT indexname FROM pg_indexes WHERE tablename = 'memories' AND indexname LIKE 'memories_embedding_hnsw_%'"
+    "SELECT indexname FROM pg_indexes WHERE tablename = 'memory_vectors' AND indexname LIKE 'memory_vectors_hnsw_%'"
   )
   for (const { indexname } of rows) {
     if (keep === undefined || indexname !== indexName(keep)) await connection.query(`DROP INDEX IF EXISTS ${indexname}`)
@@ -91,10 +98,20 @@ export async function bindEmbedder(db: Database, embedder: Embedder): Promise<vo
 /** Switches the store to `embedder`: old vectors are cleared and the backfill re-embeds every memory. */
 export async function rebindEmbedder(db: Database, embedder: Embedder): Promise<number> {
   return withBindingLock(db, async (connection) => {
-    await dropOtherIndexes(connection, undefined)
-    const { rowCount } = await connection.query('UPDATE memories SET embedding = NULL, embedder = NULL WHERE embedding IS NOT NULL')
-    await writeBinding(connection, { id: embedder.id, dimension: embedder.dimension })
-    await createIndex(connection, embedder.dimension)
-    return rowCount
+    // One transaction: a crash halfway must not leave old vectors in the index while their memories wait for new ones.
+    await connection.query('BEGIN')
+    try {
+      await dropOtherIndexes(connection, undefined)
+      const { rowCount } = await connection.query('UPDATE memories SET embedding = NULL, embedder = NULL WHERE embedding IS NOT NULL')
+      await connection.query('DELETE FROM memory_vectors')
+      await connection.query('DELETE FROM vector_backlog')
+      await writeBinding(connection, { id: embedder.id, dimension: embedder.dimension })
+      await createIndex(connection, embedder.dimension)
+      await connection.query('COMMIT')
+      return rowCount
+    } catch (error) {
+      await connection.query('ROLLBACK')
+      throw error
+    }
   })
 }

@@ -1,4 +1,3 @@
-import pgvector from 'pgvector'
 import type { Queryable } from '../db/database.js'
 import { validationError } from '../errors.js'
 import type { Memory, RecallFilter, RecallMode, Role, SaveResult } from './memory-schemas.js'
@@ -63,6 +62,37 @@ export interface SessionSummary {
   last_at: string
 }
 
+/**
+ * A query term found in more memories than this does not bring text candidates on its own: ranking every match
+ * of a word in a third of 100,000 memories took 150-230 ms. Its matches still count in every candidate's score.
+ */
+export const SELECTIVE_TERM_ROWS = 1_000
+/** How long recalls use one reading of the term statistics; ANALYZE (autovacuum) refreshes them far less often. */
+const TERM_STATISTICS_TTL_MS = 60_000
+
+interface TermStatistics {
+  /** The table's estimated row count. */
+  rows: number
+  /** The share of rows holding each of the most common terms. */
+  shares: Map<string, number>
+  loadedAt: number
+}
+
+/** Terms match memory-service.ts SAFE_TERM (lowercase letters, other letters, digits): safe to quote as tsquery lexemes. */
+const tsqueryOf = (terms: readonly string[], operator: ' | ' | ' & ') => terms.map((term) => `'${term}'`).join(operator)
+
+/**
+ * A delete first locks the memories' backlog entries, in a statement of its own: an indexing round that holds one
+ * is waited for, and the delete that follows, with a fresh snapshot, sees (and removes) the vector it inserted.
+ * Rounds skip the entries a delete holds (SKIP LOCKED). Both lock the backlog before anything else: no deadlock.
+ */
+const AWAIT_INDEXING_OF_ONE = 'SELECT id FROM vector_backlog WHERE id = $1 FOR UPDATE'
+const AWAIT_INDEXING_OF_MANY = 'SELECT b.id FROM vector_backlog b JOIN memories m ON m.id = b.id WHERE m.namespace = $1'
+
+/** For a statement whose CTE `gone` returns the ids of deleted memories: their vectors go in the same statement. */
+const DELETE_VECTORS_OF_GONE = `gone_listed AS (DELETE FROM vector_backlog WHERE id IN (SELECT id FROM gone)),
+         gone_indexed AS (DELETE FROM memory_vectors WHERE id IN (SELECT id FROM gone))`
+
 const MEMORY_COLUMNS = 'id, namespace, session_id, role, content, metadata, tags, source_id, created_at'
 
 interface MemoryRow {
@@ -93,13 +123,63 @@ export function toMemory(row: MemoryRow): Memory {
   }
 }
 
-export const vectorLiteral = (vector: readonly number[]): string => pgvector.toSql(vector)
+/** Components are rounded to 1e-8: far below what moves a cosine distance, which pgvector computes in float4. */
+const VECTOR_DECIMALS = 1e8
+
+/**
+ * A vector in pgvector's text form. Faster than pgvector.toSql (JSON.stringify) and about half as long on the
+ * wire: full doubles spell 17 digits that the float4 column drops anyway, and a save sends 384 of them.
+ */
+export function vectorLiteral(vector: readonly number[]): string {
+  let text = '['
+  for (let i = 0; i < vector.length; i++) {
+    const value = vector[i] as number
+    if (!Number.isFinite(value)) throw new RangeError(`vector component ${i} is ${value}`)
+    text += (i === 0 ? '' : ',') + Math.round(value * VECTOR_DECIMALS) / VECTOR_DECIMALS
+  }
+  return `${text}]`
+}
 
 /** All SQL over the memories table lives here, parameterised, written once for Postgres and PGlite. */
 export function createMemoryRepository(db: Queryable, dimension: number) {
   const dims = Math.trunc(dimension)
   const vectorType = `vector(${dims})`
-  const embeddingExpr = `(embedding::${vectorType})`
+  const embeddingExpr = `(m.embedding::${vectorType})`
+
+  let termStatistics: TermStatistics | undefined
+  let termStatisticsLoading: Promise<TermStatistics> | undefined
+
+  /** Postgres's own statistics of the search terms (ANALYZE keeps the most common lexemes and their shares). */
+  async function loadTermStatistics(): Promise<TermStatistics> {
+    const { rows } = await db.query<{ elems: string[] | null; freqs: number[] | null; reltuples: number }>(
+      `SELECT s.most_common_elems::text::text[] AS elems, s.most_common_elem_freqs::float8[] AS freqs,
+              greatest(c.reltuples, 0)::float8 AS reltuples
+       FROM pg_class c JOIN pg_stats s ON s.schemaname = current_schema() AND s.tablename = c.relname
+       WHERE c.oid = 'memories'::regclass AND s.attname = 'search_terms'`
+    )
+    const row = rows[0]
+    const shares = new Map<string, number>()
+    row?.elems?.forEach((term, i) => shares.set(term, Number(row.freqs?.[i] ?? 0)))
+    return { rows: Number(row?.reltuples ?? 0), shares, loadedAt: Date.now() }
+  }
+
+  async function currentTermStatistics(): Promise<TermStatistics> {
+    if (termStatistics && Date.now() - termStatistics.loadedAt < TERM_STATISTICS_TTL_MS) return termStatistics
+    termStatisticsLoading ??= loadTermStatistics()
+      .then((loaded) => (termStatistics = loaded))
+      .finally(() => { termStatisticsLoading = undefined })
+    // A stale view is fine while the fresh one loads; the first recall waits for it.
+    return termStatistics ?? termStatisticsLoading
+  }
+
+  /** Terms whose memories are few enough to rank all of them, and the rest; without statistics, every term is selective. */
+  async function splitBySelectivity(terms: readonly string[]): Promise<{ selective: string[]; common: string[] }> {
+    const stats = await currentTermStatistics()
+    const selective: string[] = []
+    const common: string[] = []
+    for (const term of terms) ((stats.shares.get(term) ?? 0) * stats.rows > SELECTIVE_TERM_ROWS ? common : selective).push(term)
+    return { selective, common }
+  }
 
   return {
     /**
@@ -109,8 +189,10 @@ export function createMemoryRepository(db: Queryable, dimension: number) {
      */
     async insertMany(memories: readonly NewMemory[], tx: Queryable = db): Promise<SaveResult[]> {
       if (memories.length === 0) return []
+      // One statement: the memory and its place in the vector backlog (see migrations/003) are written together.
       const inserted = await tx.query<{ id: string }>(
-        `INSERT INTO memories (id, namespace, session_id, role, content, metadata, tags, source_id, idempotency_key,
+        `WITH inserted AS (
+         INSERT INTO memories (id, namespace, session_id, role, content, metadata, tags, source_id, idempotency_key,
                                created_at, search_terms, embedding, embedder)
          SELECT u.id, u.namespace, u.session_id, u.role, u.content, u.metadata::jsonb,
                 ARRAY(SELECT jsonb_array_elements_text(u.tags::jsonb)), u.source_id, u.idempotency_key,
@@ -120,7 +202,9 @@ export function createMemoryRepository(db: Queryable, dimension: number) {
               AS u(id, namespace, session_id, role, content, metadata, tags, source_id, idempotency_key,
                    created_at, terms, embedding, embedder)
          ON CONFLICT DO NOTHING
-         RETURNING id`,
+         RETURNING id, embedding IS NOT NULL AS embedded),
+         listed AS (INSERT INTO vector_backlog (id) SELECT id FROM inserted WHERE embedded)
+         SELECT id FROM inserted`,
         [
           memories.map((m) => m.id),
           memories.map((m) => m.namespace),
@@ -201,7 +285,12 @@ export function createMemoryRepository(db: Queryable, dimension: number) {
 
     /** Deletes one memory; answers its namespace so the caller can invalidate what depends on it. */
     async delete(id: string, tx: Queryable = db): Promise<string | undefined> {
-      const { rows } = await tx.query<{ namespace: string }>('DELETE FROM memories WHERE id = $1 RETURNING namespace', [id])
+      await tx.query(AWAIT_INDEXING_OF_ONE, [id])
+      const { rows } = await tx.query<{ namespace: string }>(
+        `WITH gone AS (DELETE FROM memories WHERE id = $1 RETURNING id, namespace), ${DELETE_VECTORS_OF_GONE}
+         SELECT namespace FROM gone`,
+        [id]
+      )
       return rows[0]?.namespace
     },
 
@@ -212,11 +301,15 @@ export function createMemoryRepository(db: Queryable, dimension: number) {
     },
 
     async deleteMany(namespace: string, sessionId?: string, tx: Queryable = db): Promise<number> {
-      const { rowCount } =
-        sessionId === undefined
-          ? await tx.query('DELETE FROM memories WHERE namespace = $1', [namespace])
-          : await tx.query('DELETE FROM memories WHERE namespace = $1 AND session_id = $2', [namespace, sessionId])
-      return rowCount
+      const session = sessionId === undefined ? '' : 'AND m.session_id = $2'
+      await tx.query(`${AWAIT_INDEXING_OF_MANY} ${session} FOR UPDATE OF b`, sessionId === undefined ? [namespace] : [namespace, sessionId])
+      const { rows } = await tx.query<{ n: number }>(
+        `WITH gone AS (DELETE FROM memories WHERE namespace = $1 ${sessionId === undefined ? '' : 'AND session_id = $2'} RETURNING id),
+         ${DELETE_VECTORS_OF_GONE}
+         SELECT count(*)::int AS n FROM gone`,
+        sessionId === undefined ? [namespace] : [namespace, sessionId]
+      )
+      return rows[0]?.n ?? 0
     },
 
     /** One row of the delete audit (migrations/002_delete_audit.sql); pass the delete's transaction. */
@@ -244,43 +337,78 @@ export function createMemoryRepository(db: Queryable, dimension: number) {
      * Every condition applies to both sides; the namespace always.
      */
     async recall(params: RecallParams): Promise<RecallRow[]> {
+      // Every candidate query reads the memories as `m`, so the same conditions apply to all of them.
       const values: unknown[] = [params.namespace]
-      const where = ['namespace = $1']
+      const where = ['m.namespace = $1']
       const f = params.filter ?? {}
-      if (params.sessionId) where.push(`session_id = $${values.push(params.sessionId)}`)
-      if (f.exclude_session_id) where.push(`session_id IS DISTINCT FROM $${values.push(f.exclude_session_id)}`)
-      if (f.role?.length) where.push(`role = ANY($${values.push(f.role)}::text[])`)
-      if (f.tags?.length) where.push(`tags @> $${values.push(f.tags)}::text[]`)
-      if (f.metadata && Object.keys(f.metadata).length > 0) where.push(`metadata @> $${values.push(JSON.stringify(f.metadata))}::jsonb`)
-      if (f.since) where.push(`created_at >= $${values.push(f.since)}::timestamptz`)
-      if (f.until) where.push(`created_at <= $${values.push(f.until)}::timestamptz`)
+      if (params.sessionId) where.push(`m.session_id = $${values.push(params.sessionId)}`)
+      if (f.exclude_session_id) where.push(`m.session_id IS DISTINCT FROM $${values.push(f.exclude_session_id)}`)
+      if (f.role?.length) where.push(`m.role = ANY($${values.push(f.role)}::text[])`)
+      if (f.tags?.length) where.push(`m.tags @> $${values.push(f.tags)}::text[]`)
+      if (f.metadata && Object.keys(f.metadata).length > 0) where.push(`m.metadata @> $${values.push(JSON.stringify(f.metadata))}::jsonb`)
+      if (f.since) where.push(`m.created_at >= $${values.push(f.since)}::timestamptz`)
+      if (f.until) where.push(`m.created_at <= $${values.push(f.until)}::timestamptz`)
       const conditions = where.join(' AND ')
 
       const useVector = params.mode !== 'text' && params.vector !== undefined
-      const useText = params.mode !== 'vector' && params.terms.length > 0
-      if (!useVector && !useText) return []
-      const candidates = useVector && useText ? Math.min(Math.max(params.k * 4, 40), 200) : params.k
+      if (params.mode === 'vector' && !useVector) return []
+      // Text candidates serve the vector mode too: ranked by exact distance, they catch neighbours the graph missed.
+      const useTextCandidates = params.terms.length > 0
+      if (!useVector && !useTextCandidates) return []
+      const candidates = Math.min(Math.max(params.k * 4, 40), 200)
 
       const sources: string[] = []
       let vectorScore = 'NULL::float8'
       let textScore = 'NULL::float8'
+      const q = useVector ? `$${values.push(vectorLiteral(params.vector!))}::${vectorType}` : ''
       if (useVector) {
-        const q = `$${values.push(vectorLiteral(params.vector!))}::${vectorType}`
+        // The graph (iterative scan, so filters cannot starve it) and, exactly, the vectors still waiting to enter it.
         sources.push(`v AS MATERIALIZED (
-          SELECT id FROM memories WHERE ${conditions} AND vector_dims(embedding) = ${dims}
-          ORDER BY ${embeddingExpr} <=> ${q} LIMIT ${candidates})`)
+          (SELECT mv.id FROM memory_vectors mv JOIN memories m ON m.id = mv.id
+           WHERE ${conditions} AND vector_dims(mv.embedding) = ${dims}
+           ORDER BY (mv.embedding::${vectorType}) <=> ${q} LIMIT ${candidates})
+          UNION ALL
+          (SELECT m.id FROM vector_backlog b JOIN memories m ON m.id = b.id
+           WHERE ${conditions} AND vector_dims(m.embedding) = ${dims}
+           ORDER BY ${embeddingExpr} <=> ${q} LIMIT ${candidates}))`)
         vectorScore = `CASE WHEN vector_dims(m.embedding) = ${dims} THEN 1 - ((m.embedding::${vectorType}) <=> ${q}) END`
       }
-      if (useText) {
-        const terms = `$${values.push(params.terms)}::text[]`
-        const tsquery = `to_tsquery('simple', $${values.push(params.terms.map((term) => `'${term}'`).join(' | '))})`
-        sources.push(`t AS MATERIALIZED (
-          SELECT id FROM memories WHERE ${conditions} AND search_terms @@ ${tsquery}
-          ORDER BY ts_rank(search_terms, ${tsquery}) DESC, created_at DESC LIMIT ${candidates})`)
+      if (useTextCandidates) {
+        const { selective, common } = await splitBySelectivity(params.terms)
+        const parts: string[] = []
+        if (selective.length > 0) {
+          // Ranking a term's every match is what costs; the selective terms bring ranked candidates, and a memory
+          // holding none of them holds only words that are in a large share of all memories.
+          const anySelective = `to_tsquery('simple', $${values.push(tsqueryOf(selective, ' | '))})`
+          // Vector mode takes the nearest of them by exact distance: a lexical neighbour the graph missed is here.
+          const order = params.mode === 'vector'
+            ? `${embeddingExpr} <=> ${q}`
+            : `ts_rank(m.search_terms, to_tsquery('simple', $${values.push(tsqueryOf(params.terms, ' | '))})) DESC, m.created_at DESC`
+          parts.push(`SELECT m.id FROM memories m WHERE ${conditions} AND m.search_terms @@ ${anySelective}
+            ${params.mode === 'vector' ? `AND vector_dims(m.embedding) = ${dims}` : ''}
+            ORDER BY ${order} LIMIT ${candidates}`)
+        } else {
+          // Every term is common: first the memories holding all of them, newest first.
+          const everyTerm = `to_tsquery('simple', $${values.push(tsqueryOf(params.terms, ' & '))})`
+          parts.push(`SELECT m.id FROM memories m WHERE ${conditions} AND m.search_terms @@ ${everyTerm}
+            ORDER BY m.created_at DESC LIMIT ${candidates}`)
+        }
+        if (common.length > 0) {
+          // The newest holding any common term: matches are dense, so walking the newest rows finds them without
+          // ranking tens of thousands. This also answers when the selective terms match nothing (a typo), and in a
+          // namespace where a word that is common elsewhere is rare (the statistics are the whole table's).
+          const anyCommon = `to_tsquery('simple', $${values.push(tsqueryOf(common, ' | '))})`
+          parts.push(`SELECT m.id FROM memories m WHERE ${conditions} AND m.search_terms @@ ${anyCommon}
+            ORDER BY m.created_at DESC LIMIT ${candidates}`)
+        }
+        sources.push(`t AS MATERIALIZED (${parts.map((part) => `(${part})`).join(' UNION ')})`)
         // Coverage: the share of the query's distinct terms the memory contains, in [0, 1].
-        textScore = `(SELECT count(*) FROM unnest(tsvector_to_array(m.search_terms)) AS lexeme WHERE lexeme = ANY(${terms}))::float8 / ${params.terms.length}`
+        if (params.mode !== 'vector') {
+          const terms = `$${values.push(params.terms)}::text[]`
+          textScore = `(SELECT count(*) FROM unnest(tsvector_to_array(m.search_terms)) AS lexeme WHERE lexeme = ANY(${terms}))::float8 / ${params.terms.length}`
+        }
       }
-      const union = [useVector && 'SELECT id FROM v', useText && 'SELECT id FROM t'].filter(Boolean).join(' UNION ')
+      const union = [useVector && 'SELECT id FROM v', useTextCandidates && 'SELECT id FROM t'].filter(Boolean).join(' UNION ')
       // Either signal alone can make a memory relevant: fuse as a probabilistic OR of the two scores.
       const fused = params.mode === 'vector' ? 'vector_score' : params.mode === 'text' ? 'text_score'
         : `1 - (1 - greatest(coalesce(vector_score, 0), 0)) * (1 - coalesce(text_score, 0))`
@@ -291,7 +419,7 @@ export function createMemoryRepository(db: Queryable, dimension: number) {
            SELECT ${MEMORY_COLUMNS.split(', ').map((c) => `m.${c}`).join(', ')},
                   ${vectorScore} AS vector_score, ${textScore} AS text_score
            FROM (${union}) AS c JOIN memories m ON m.id = c.id)
-         SELECT *, greatest(${fused}, 0) AS score FROM scored
+         SELECT *, greatest(${fused}, 0) AS score FROM scored ${params.mode === 'vector' ? 'WHERE vector_score IS NOT NULL' : ''}
          ORDER BY score DESC, created_at DESC LIMIT $${values.push(params.k)}`,
         values
       )
@@ -319,13 +447,58 @@ export function createMemoryRepository(db: Queryable, dimension: number) {
 
     async setEmbeddings(updates: ReadonlyArray<{ id: string; embedding: number[] }>, embedderId: string): Promise<number> {
       if (updates.length === 0) return 0
-      const { rowCount } = await db.query(
-        `UPDATE memories AS m SET embedding = u.embedding::vector, embedder = $3
-         FROM unnest($1::uuid[], $2::text[]) AS u(id, embedding)
-         WHERE m.id = u.id AND m.embedding IS NULL`,
+      const { rows } = await db.query<{ n: number }>(
+        `WITH updated AS (
+           UPDATE memories AS m SET embedding = u.embedding::vector, embedder = $3
+           FROM unnest($1::uuid[], $2::text[]) AS u(id, embedding)
+           WHERE m.id = u.id AND m.embedding IS NULL
+           RETURNING m.id),
+         listed AS (INSERT INTO vector_backlog (id) SELECT id FROM updated ON CONFLICT DO NOTHING)
+         SELECT count(*)::int AS n FROM updated`,
         [updates.map((u) => u.id), updates.map((u) => vectorLiteral(u.embedding)), embedderId]
       )
+      return rows[0]?.n ?? 0
+    },
+
+    /**
+     * Moves up to `limit` vectors from the backlog into the HNSW-indexed table, in one transaction; replicas
+     * share the work (SKIP LOCKED). Answers how many backlog entries it took.
+     */
+    async indexBacklog(limit: number): Promise<{ taken: number; indexed: number }> {
+      const { rows } = await db.query<{ taken: number; indexed: number }>(
+        `WITH taken AS (
+           DELETE FROM vector_backlog WHERE id IN (SELECT id FROM vector_backlog LIMIT $1 FOR UPDATE SKIP LOCKED)
+           RETURNING id),
+         indexed AS (
+           INSERT INTO memory_vectors (id, embedding)
+           SELECT m.id, m.embedding FROM taken JOIN memories m ON m.id = taken.id WHERE m.embedding IS NOT NULL
+           ON CONFLICT (id) DO UPDATE SET embedding = EXCLUDED.embedding
+           RETURNING id)
+         SELECT (SELECT count(*) FROM taken)::int AS taken, (SELECT count(*) FROM indexed)::int AS indexed`,
+        [limit]
+      )
+      return { taken: rows[0]?.taken ?? 0, indexed: rows[0]?.indexed ?? 0 }
+    },
+
+    /**
+     * Removes vectors whose memory is gone. Deletes wait for indexing rounds (see AWAIT_INDEXING_OF_ONE), but a
+     * memory saved while its namespace was being deleted can still race a round; this sweeps what that leaves.
+     */
+    async sweepOrphanVectors(): Promise<number> {
+      const { rowCount } = await db.query('DELETE FROM memory_vectors mv WHERE NOT EXISTS (SELECT 1 FROM memories m WHERE m.id = mv.id)')
       return rowCount
+    },
+
+    /** Refreshes the planner's statistics of the tables recall plans over; answers the vectors' estimated count. */
+    async analyze(): Promise<number> {
+      await db.query('ANALYZE memories, memory_vectors')
+      const { rows } = await db.query<{ n: number }>("SELECT greatest(reltuples, 0)::float8 AS n FROM pg_class WHERE oid = 'memory_vectors'::regclass")
+      return Number(rows[0]?.n ?? 0)
+    },
+
+    async countVectorBacklog(): Promise<number> {
+      const { rows } = await db.query<{ n: number }>('SELECT count(*)::int AS n FROM vector_backlog')
+      return rows[0]?.n ?? 0
     }
   }
 }

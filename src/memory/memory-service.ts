@@ -43,6 +43,8 @@ export interface MemoryServiceDeps {
   embedTimeoutMs: number
   /** Caches recalls; every save and delete in a namespace invalidates that namespace's entries. */
   recallCache?: RecallCache
+  /** Called after a save wrote memories: their vectors wait in the backlog for the vector indexer. */
+  onWritten?: () => void
 }
 
 /** Who deletes, for the audit trail: an API key (request.access fits), or nobody in particular (a command, an open service). */
@@ -76,7 +78,8 @@ export function createMemoryService(deps: MemoryServiceDeps) {
     if (Date.now() < embedderDownUntil) return null
     const started = performance.now()
     try {
-      const vectors = await embedder.embed(texts, AbortSignal.timeout(deps.embedTimeoutMs))
+      // An in-process embedder cannot be cut off mid-call anyway; a timer per save would only cost.
+      const vectors = await embedder.embed(texts, embedder.local ? undefined : AbortSignal.timeout(deps.embedTimeoutMs))
       metrics.embeddingDuration.observe({ embedder: embedder.id, outcome: 'ok' }, (performance.now() - started) / 1000)
       metrics.embeddedTexts.inc({ embedder: embedder.id }, texts.length)
       return vectors
@@ -175,6 +178,7 @@ export function createMemoryService(deps: MemoryServiceDeps) {
     const memories = await withEmbeddings(prepared)
     const results = memories.length === 1 ? await repository.insertMany(memories) : await db.transaction((tx) => repository.insertMany(memories, tx))
     count(kind, results)
+    if (results.some((result) => result.created)) deps.onWritten?.()
     await deps.recallCache?.invalidate(memories.filter((_, i) => results[i]!.created).map((m) => m.namespace))
     return results
   }

@@ -51,6 +51,16 @@ export function createSageMetrics() {
       help: 'Memories saved without an embedding, waiting for the backfill (as of its last round)',
       registers: [registry]
     }),
+    vectorBacklog: new Gauge({
+      name: 'sage_vector_backlog',
+      help: 'Vectors saved but not yet in the HNSW graph; recall searches them exactly (as of the indexer\'s last count)',
+      registers: [registry]
+    }),
+    vectorsIndexed: new Counter({
+      name: 'sage_vectors_indexed_total',
+      help: 'Vectors the background indexer moved into the HNSW graph (backlog entries of deleted memories are dropped, not counted)',
+      registers: [registry]
+    }),
     backfillEmbedded: new Counter({
       name: 'sage_backfill_embedded_total',
       help: 'Memories embedded by the background backfill',

@@ -5,17 +5,22 @@ import { createEmbeddingBackfill, type EmbeddingBackfill } from '../../memory/em
 import { bindEmbedder } from '../../memory/embedder-binding.js'
 import { createMemoryRepository } from '../../memory/memory-repository.js'
 import { createMemoryService, type MemoryService } from '../../memory/memory-service.js'
+import { createVectorIndexer, type VectorIndexer } from '../../memory/vector-indexer.js'
 import { registerPoolGauge } from '../../metrics/sage-metrics.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
     memories: MemoryService
     backfill: EmbeddingBackfill
+    vectorIndexer: VectorIndexer
   }
 }
 
-/** Save and recall over the store: binds the embedder to the stored vectors, then serves and backfills. */
-export default fp<{ backfill?: boolean }>(
+/** PGlite runs queries on the event loop: a batch of graph inserts there must stay short. */
+const PGLITE_MAX_INDEX_BATCH = 16
+
+/** Save and recall over the store: binds the embedder to the stored vectors, then serves, indexes and backfills. */
+export default fp<{ backfill?: boolean; vectorIndexer?: boolean }>(
   async (fastify, options) => {
     const { db, embedder, metrics, config } = fastify
     await bindEmbedder(db, embedder)
@@ -25,15 +30,27 @@ export default fp<{ backfill?: boolean }>(
     const recallCache = fastify.redis || db.kind === 'pglite' ? createRecallCache({ redis: fastify.redis, ttlSeconds: config.CACHE_TTL_SECONDS, metrics }) : undefined
     if (recallCache) fastify.addHook('onClose', async () => recallCache.close())
     else fastify.log.info('recalls are not cached: Postgres without REDIS_URL may have replicas whose deletes this process cannot see')
+    const vectorIndexer = createVectorIndexer({
+      repository,
+      metrics,
+      log: fastify.log,
+      batchSize: db.kind === 'pglite' ? Math.min(config.VECTOR_INDEX_BATCH_SIZE, PGLITE_MAX_INDEX_BATCH) : config.VECTOR_INDEX_BATCH_SIZE,
+      intervalMs: config.VECTOR_INDEX_INTERVAL_MS
+    })
+    fastify.decorate('vectorIndexer', vectorIndexer)
+    if (options.vectorIndexer !== false) fastify.addHook('onReady', async () => vectorIndexer.start())
+    fastify.addHook('preClose', () => vectorIndexer.stop())
+
     const memories = createMemoryService({
         db,
         repository,
-        embedder: createCachingEmbedder(embedder, { redis: fastify.redis, ttlSeconds: config.EMBEDDING_CACHE_TTL_SECONDS, metrics }),
+        embedder: embedder.local ? embedder : createCachingEmbedder(embedder, { redis: fastify.redis, ttlSeconds: config.EMBEDDING_CACHE_TTL_SECONDS, metrics }),
         recallCache,
         metrics,
         log: fastify.log,
         redactSecrets: config.SAGE_REDACT_SECRETS,
-        embedTimeoutMs: config.EMBEDDING_SAVE_TIMEOUT_MS
+        embedTimeoutMs: config.EMBEDDING_SAVE_TIMEOUT_MS,
+        onWritten: vectorIndexer.poke
     })
     fastify.decorate('memories', memories)
     registerPoolGauge(metrics, () => db.poolStats())

@@ -18,7 +18,7 @@ export default fp<{ database?: Database }>(
     const applied = await migrate(db)
     await db.registerVectorType?.()
     // Fresh planner statistics, so filtered and vector queries get their indexes (PGlite has no autovacuum).
-    await db.query('ANALYZE memories')
+    await db.query('ANALYZE memories, memory_vectors, vector_backlog')
     if (applied.length > 0) fastify.log.info({ applied, store: db.kind }, 'applied migrations')
   },
   { name: 'database', dependencies: ['config'] }
