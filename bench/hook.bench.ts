@@ -12,6 +12,7 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import pg from 'pg'
+import { readIndexer, waitForEmptyBacklog } from './backlog.js'
 import { createWorkload } from './workload.js'
 
 const NAMESPACE = 'bench-hook'
@@ -83,6 +84,7 @@ async function main(): Promise<void> {
     const workload = createWorkload(42)
 
     // Fill with what hooks save: turns of sessions in the project's directory.
+    const beforeFill = await readIndexer(service.url)
     const fillStarted = performance.now()
     let next = 0
     const fillWorker = async () => {
@@ -96,6 +98,9 @@ async function main(): Promise<void> {
     }
     await Promise.all(Array.from({ length: FILL_CONCURRENCY }, fillWorker))
     const fillSeconds = (performance.now() - fillStarted) / 1000
+    // The graph catches up in the background; measure on a settled store, as after any quiet minute.
+    const drained = await waitForEmptyBacklog(service.url, { since: beforeFill, label: 'fill', log: (line) => console.log(line) })
+    console.log(`vector index caught up ${(drained.seconds - fillSeconds).toFixed(1)} s after the fill (${Math.round(drained.indexed / drained.seconds)} vectors/s from the fill's start)`)
     // What autovacuum does after a bulk load, done now so the first queries do not plan on empty statistics.
     await adminQuery('ANALYZE memories', databaseUrl)
 

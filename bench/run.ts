@@ -7,6 +7,7 @@ import { join, relative } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import pg from 'pg'
+import { readIndexer, waitForEmptyBacklog } from './backlog.js'
 import { createBenchDatabase, type BenchDatabase } from './bench-database.js'
 import { fill, type FillPlan } from './fill.js'
 import { runLoad, type LoadOptions } from './load.js'
@@ -29,7 +30,7 @@ const SINGLE_CONNECTIONS = 32
 const BATCH_CONNECTIONS = 4
 const RECALL_CONNECTIONS = 1
 const RECALL_K = 10
-/** Beyond this PGlite is left out unless asked for: its vector index takes over 10 ms a memory to grow at 20,000. */
+/** Beyond this PGlite is left out unless asked for: its vector index grows far too slowly (tens of vectors a second). */
 const PGLITE_DEFAULT_MAX_SIZE = 10_000
 
 interface Settings {
@@ -49,7 +50,7 @@ const USAGE = `npm run bench -- [--store postgres|pglite|both] [--sizes 10000,10
   --store   which store to measure; default both when BENCH_DATABASE_URL is set, else pglite
   --sizes   memories in the queried namespace at which recall is measured (default 10000,100000)
   --pglite-sizes  the same for PGlite (default: those of --sizes up to 10000, because PGlite grows its
-            vector index so slowly that filling 100,000 through the service takes over 20 minutes)
+            vector index so slowly that indexing 100,000 through the service takes over 20 minutes)
   --quick   a smoke run: sizes 1000,3000 unless given, 2 s per load phase, 30 recall@10 queries
   --write   replace the results section of BENCHMARKS.md
   --keep    leave the benchmark database (or PGlite directory) in place, for inspection
@@ -149,7 +150,7 @@ interface Store {
   start(): Promise<RunningService>
   /** The database processes serving the service, whose CPU a phase reports. */
   backendPids(): Promise<number[]>
-  /** Called after each fill, with the service still running. */
+  /** Called after each fill, once the vector backlog is empty, with the service still running. */
   afterFill(): Promise<void>
   /** Exact search and counts; `service` may be stopped and restarted to reach the store. */
   exact(service: RunningService, answers: Awaited<ReturnType<typeof askService>>): Promise<{ recallAtK: RecallAtK; total: number; main: number; service: RunningService }>
@@ -180,11 +181,12 @@ async function openPostgres(settings: Settings, workDir: string): Promise<Store>
         store.server = `PostgreSQL ${database.serverVersion}, pgvector ${settings?.vector}, shared_buffers ${settings?.shared_buffers}, ` +
           `autovacuum ${settings?.autovacuum}, synchronous_commit ${settings?.synchronous_commit}`
       }
-      // What autovacuum would have done within a minute of a bulk load (and the only way when it is off): fresh row counts for the planner.
-      await client.query('ANALYZE memories')
+      // What autovacuum would have done within a minute of a bulk load (and the only way when it is off): fresh row
+      // counts for the planner, for the vector tables too (the service itself analyzes only memories, at start).
+      await client.query('ANALYZE memories, memory_vectors, vector_backlog')
     },
     async exact(service, answers) {
-      const recallAtK = await compareWithExact(sql, MAIN_NAMESPACE, answers, RECALL_K)
+      const recallAtK = await compareWithExact(sql, MAIN_NAMESPACE, answers, RECALL_K, { graphAlone: true })
       const counts = await countRows(sql)
       return { recallAtK, ...counts, service }
     },
@@ -221,7 +223,7 @@ async function openPglite(settings: Settings, workDir: string): Promise<Store> {
         )
         store.server = `PGlite (PostgreSQL ${rows[0]?.version} in WebAssembly), pgvector ${rows[0]?.vector}`
         const sql: SqlClient = { query: (text, params) => db.query(text, params) }
-        measured = { recallAtK: await compareWithExact(sql, MAIN_NAMESPACE, answers, RECALL_K), ...(await countRows(sql)) }
+        measured = { recallAtK: await compareWithExact(sql, MAIN_NAMESPACE, answers, RECALL_K, { graphAlone: true }), ...(await countRows(sql)) }
       } finally {
         await db.close()
       }
@@ -244,6 +246,29 @@ async function countRows(sql: SqlClient): Promise<{ total: number; main: number 
 }
 
 const saveBody = (workload: Workload) => () => workload.item(SAVE_NAMESPACE)
+/** Claude Code's UserPromptSubmit, from a project whose folder names the queried namespace (no repository there). */
+const hookBody = (workload: Workload, sessionId: string) => {
+  let sent = 0
+  return () => ({
+    session_id: sessionId,
+    transcript_path: `/home/dev/.claude/projects/-home-dev-${MAIN_NAMESPACE}/${sessionId}.jsonl`,
+    cwd: `/home/dev/${MAIN_NAMESPACE}`,
+    permission_mode: 'default',
+    hook_event_name: 'UserPromptSubmit',
+    prompt_id: `${sessionId}-${sent++}`,
+    prompt: `What did we decide about ${workload.query()}? The ${workload.query()} part still looks wrong to me.`
+  })
+}
+
+/** sage_hook_requests_total for UserPromptSubmit, by outcome (context, empty, deadline, error, …). */
+async function hookOutcomes(url: string): Promise<Record<string, number>> {
+  const text = await (await fetch(`${url}/metrics`)).text()
+  const outcomes: Record<string, number> = {}
+  for (const match of text.matchAll(/^sage_hook_requests_total\{event="UserPromptSubmit",outcome="([a-z]+)"\} (\d+)/gm)) {
+    outcomes[match[1] as string] = Number(match[2])
+  }
+  return outcomes
+}
 const recallBody = (workload: Workload, mode: string) => () => ({ query: workload.query(), namespace: MAIN_NAMESPACE, mode, k: 8 })
 
 async function measureStore(store: Store, settings: Settings): Promise<Omit<StoreResult, 'busyBefore' | 'notes'>> {
@@ -253,6 +278,7 @@ async function measureStore(store: Store, settings: Settings): Promise<Omit<Stor
   log(`${store.kind}: service pid ${service.pid} at ${service.url}`)
   try {
     const seconds = settings.loadSeconds
+    const writesStart = await readIndexer(service.url)
     await runLoad({ url: service.url, path: '/v1/memories', connections: 1, seconds: settings.warmupSeconds, body: saveBody(workload) })
     const saveLatency = await phase(service, store, 'save c=1', { path: '/v1/memories', connections: 1, seconds, body: saveBody(workload) })
     const singleThroughput = await phase(service, store, `save c=${SINGLE_CONNECTIONS}`, { path: '/v1/memories', connections: SINGLE_CONNECTIONS, seconds, body: saveBody(workload) })
@@ -269,6 +295,17 @@ async function measureStore(store: Store, settings: Settings): Promise<Omit<Stor
       itemsPerRequest: BATCH_SIZE,
       body: batchBody
     })
+    // Saves are ingested at once and indexed into the graph in the background: let the indexer catch up before
+    // the fill, so that each phase starts on a quiet service.
+    const writesEnd = await readIndexer(service.url)
+    const writesDrained = await waitForEmptyBacklog(service.url, { since: writesEnd, label: 'after the write phases', log })
+    const writeDrain = {
+      secondsAfter: writesDrained.seconds,
+      vectorsAfter: writesDrained.indexed,
+      vectorsTotal: writesDrained.indexed + writesEnd.indexed - writesStart.indexed
+    }
+    log(`vector backlog empty ${writeDrain.secondsAfter.toFixed(1)} s after the write phases ended: ${writeDrain.vectorsAfter} vectors indexed since, ` +
+      `${writeDrain.vectorsTotal} since they began`)
 
     const sizes: SizeResult[] = []
     let filledMain = 0
@@ -278,13 +315,20 @@ async function measureStore(store: Store, settings: Settings): Promise<Omit<Stor
       const perOther = Math.ceil((othersTarget - filledOthers) / OTHER_NAMESPACES.length)
       const plan: FillPlan[] = [{ namespace: MAIN_NAMESPACE, count: size - filledMain }, ...OTHER_NAMESPACES.map((namespace) => ({ namespace, count: perOther }))]
       log(`filling to ${size.toLocaleString('en-US')} memories in ${MAIN_NAMESPACE}`)
+      const fillStart = await readIndexer(service.url)
       const filled = await fill(service.url, workload, plan, { batchSize: FILL_BATCH_SIZE, concurrency: FILL_CONCURRENCY })
       filledMain = size
       filledOthers += perOther * OTHER_NAMESPACES.length
-      log(`filled ${filled.items} in ${filled.seconds.toFixed(1)} s: ${Math.round(filled.itemsPerSecond)} items/s`)
+      log(`filled ${filled.items} in ${filled.seconds.toFixed(1)} s: ${Math.round(filled.itemsPerSecond)} items/s ingested`)
+      const fillDrained = await waitForEmptyBacklog(service.url, { since: fillStart, label: `indexing the fill to ${size}`, log })
+      const indexing = { vectors: fillDrained.indexed, seconds: fillDrained.seconds, vectorsPerSecond: fillDrained.indexed / fillDrained.seconds }
+      log(`indexed ${indexing.vectors} vectors into the graph ${indexing.seconds.toFixed(1)} s after the fill began: ${Math.round(indexing.vectorsPerSecond)} vectors/s`)
       await store.afterFill()
 
       const save = await phase(service, store, `save c=1 at ${size}`, { path: '/v1/memories', connections: 1, seconds, body: saveBody(workload) })
+      // Those saves too, so that recall is measured on a quiet service, as it was when saves grew the graph themselves.
+      const savesDrained = await waitForEmptyBacklog(service.url, { since: await readIndexer(service.url), label: `after save c=1 at ${size}`, log })
+      log(`vector backlog empty ${savesDrained.seconds.toFixed(1)} s after save c=1 at ${size}: ${savesDrained.indexed} vectors indexed since`)
       await runLoad({ url: service.url, path: '/v1/recall', connections: RECALL_CONNECTIONS, seconds: settings.warmupSeconds, body: recallBody(workload, 'hybrid') })
       const recall = {} as SizeResult['recall']
       for (const mode of RECALL_MODES) {
@@ -295,8 +339,22 @@ async function measureStore(store: Store, settings: Settings): Promise<Omit<Stor
       const exact = await store.exact(service, answers)
       service = exact.service
       if (exact.main !== size) throw new Error(`${MAIN_NAMESPACE} holds ${exact.main} memories, expected ${size}`)
-      log(`recall@${RECALL_K} at ${size}: ${exact.recallAtK.recall.toFixed(3)} (exact search ${exact.recallAtK.exactMs.toFixed(1)} ms a query); store holds ${exact.total}`)
-      sizes.push({ size, storeTotal: exact.total, fill: filled, save, recall, recallAtK: exact.recallAtK })
+      const graph = exact.recallAtK.graphAlone
+      const graphText = graph === undefined ? '' : 'skipped' in graph ? `, graph alone not measured (${graph.skipped})`
+        : `, graph alone ${graph.recall.toFixed(3)} (${graph.perfect}/${exact.recallAtK.queries} complete, ${graph.ms.toFixed(1)} ms a query${graph.forced ? `, with ${graph.forced.settings}; the planner's own plan was ${graph.forced.plannersOwn}` : ''})`
+      log(`recall@${RECALL_K} at ${size}: served ${exact.recallAtK.recall.toFixed(3)} (${exact.recallAtK.perfect}/${exact.recallAtK.queries} complete)${graphText}; ` +
+        `exact search ${exact.recallAtK.exactMs.toFixed(1)} ms a query; store holds ${exact.total}`)
+
+      // Last, since its prompts are saved in the queried namespace: they leave with their session afterwards.
+      const hookSession = `bench-hook-${size}`
+      const hookOutcomesBefore = await hookOutcomes(service.url)
+      const hook = await phase(service, store, `hook UserPromptSubmit at ${size}`, { path: '/hooks/claude-code', connections: 1, seconds, body: hookBody(workload, hookSession) })
+      const hookOutcomesAfter = await hookOutcomes(service.url)
+      const outcomes = Object.fromEntries(Object.entries(hookOutcomesAfter).map(([outcome, n]) => [outcome, n - (hookOutcomesBefore[outcome] ?? 0)]))
+      log(`hook answers at ${size}: ${Object.entries(outcomes).filter(([, n]) => n > 0).map(([outcome, n]) => `${n} ${outcome}`).join(', ')}`)
+      const removed = await fetch(`${service.url}/v1/memories?namespace=${MAIN_NAMESPACE}&session_id=${hookSession}`, { method: 'DELETE' })
+      if (removed.status !== 200) throw new Error(`deleting the hook phase's prompts answered ${removed.status} ${(await removed.text()).slice(0, 300)}`)
+      sizes.push({ size, storeTotal: exact.total, fill: filled, indexing, save, recall, recallAtK: exact.recallAtK, hook: { ...hook, outcomes } })
     }
     return {
       store: store.kind,
@@ -305,6 +363,7 @@ async function measureStore(store: Store, settings: Settings): Promise<Omit<Stor
       singleThroughput,
       batchThroughput,
       batchSize: BATCH_SIZE,
+      writeDrain,
       sizes,
       seconds: (performance.now() - started) / 1000
     }
@@ -375,8 +434,8 @@ function storeNotes(kind: 'postgres' | 'pglite', settings: Settings): string[] {
   if (kind !== 'pglite' || skipped.length === 0) return []
   const list = (sizes: number[]) => sizes.map((size) => size.toLocaleString('en-US')).join(' and ')
   return [
-    `Measured at ${list(settings.pgliteSizes)} memories only: PGlite grows its vector index so slowly (see the fill rate) that ` +
-      `filling ${list(skipped)} through the service would take over 20 minutes; \`--pglite-sizes\` asks for it anyway.`
+    `Measured at ${list(settings.pgliteSizes)} memories only: PGlite grows its vector index so slowly (see the indexing rate) that ` +
+      `indexing ${list(skipped)} through the service would take over 20 minutes; \`--pglite-sizes\` asks for it anyway.`
   ]
 }
 

@@ -23,9 +23,10 @@ export interface Usage {
   recallCacheHits: number
 }
 
-type Series = Array<{ name: string; labels: Record<string, string>; value: number }>
+export type Series = Array<{ name: string; labels: Record<string, string>; value: number }>
 
-function parseExposition(text: string): Series {
+/** The samples of a Prometheus text exposition (the service's /metrics). */
+export function parseExposition(text: string): Series {
   const series: Series = []
   for (const line of text.split('\n')) {
     const match = /^([a-zA-Z_:][\w:]*)(?:\{(.*)\})?\s+(\S+)/.exec(line)
