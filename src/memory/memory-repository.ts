@@ -64,9 +64,10 @@ export interface SessionSummary {
 
 /**
  * A query term found in more memories than this does not bring text candidates on its own: ranking every match
- * of a word in a third of 100,000 memories took 150-230 ms. Its matches still count in every candidate's score.
+ * of a word in a third of 100,000 memories took 150-230 ms (ts_rank costs about 3 µs a match). Its matches still
+ * count in every candidate's score.
  */
-export const SELECTIVE_TERM_ROWS = 1_000
+export const SELECTIVE_TERM_ROWS = 500
 /** How long recalls use one reading of the term statistics; ANALYZE (autovacuum) refreshes them far less often. */
 const TERM_STATISTICS_TTL_MS = 60_000
 
@@ -380,13 +381,11 @@ export function createMemoryRepository(db: Queryable, dimension: number) {
           // Ranking a term's every match is what costs; the selective terms bring ranked candidates, and a memory
           // holding none of them holds only words that are in a large share of all memories.
           const anySelective = `to_tsquery('simple', $${values.push(tsqueryOf(selective, ' | '))})`
-          // Vector mode takes the nearest of them by exact distance: a lexical neighbour the graph missed is here.
-          const order = params.mode === 'vector'
-            ? `${embeddingExpr} <=> ${q}`
-            : `ts_rank(m.search_terms, to_tsquery('simple', $${values.push(tsqueryOf(params.terms, ' | '))})) DESC, m.created_at DESC`
+          // By rank even in vector mode: an exact distance per match (reading each one's vector) cost 15 µs a row,
+          // five times ts_rank; the candidates are then ranked by exact distance anyway.
+          const anyTerm = `to_tsquery('simple', $${values.push(tsqueryOf(params.terms, ' | '))})`
           parts.push(`SELECT m.id FROM memories m WHERE ${conditions} AND m.search_terms @@ ${anySelective}
-            ${params.mode === 'vector' ? `AND vector_dims(m.embedding) = ${dims}` : ''}
-            ORDER BY ${order} LIMIT ${candidates}`)
+            ORDER BY ts_rank(m.search_terms, ${anyTerm}) DESC, m.created_at DESC LIMIT ${candidates}`)
         } else {
           // Every term is common: first the memories holding all of them, newest first.
           const everyTerm = `to_tsquery('simple', $${values.push(tsqueryOf(params.terms, ' & '))})`
@@ -467,7 +466,8 @@ export function createMemoryRepository(db: Queryable, dimension: number) {
     async indexBacklog(limit: number): Promise<{ taken: number; indexed: number }> {
       const { rows } = await db.query<{ taken: number; indexed: number }>(
         `WITH taken AS (
-           DELETE FROM vector_backlog WHERE id IN (SELECT id FROM vector_backlog LIMIT $1 FOR UPDATE SKIP LOCKED)
+           -- ARRAY(…) runs the claim once; as IN (…) the planner may rerun it for every backlog row.
+           DELETE FROM vector_backlog WHERE id = ANY(ARRAY(SELECT id FROM vector_backlog LIMIT $1 FOR UPDATE SKIP LOCKED))
            RETURNING id),
          indexed AS (
            INSERT INTO memory_vectors (id, embedding)
