@@ -414,7 +414,8 @@ export function createMemoryRepository(db: Queryable, dimension: number) {
 
       const { rows } = await db.query<MemoryRow & { score: number; vector_score: number | null; text_score: number | null }>(
         `WITH ${sources.join(',\n')},
-         scored AS (
+         -- Materialized: inlined, the final SELECT would compute each kept row's scores a second time.
+         scored AS MATERIALIZED (
            SELECT ${MEMORY_COLUMNS.split(', ').map((c) => `m.${c}`).join(', ')},
                   ${vectorScore} AS vector_score, ${textScore} AS text_score
            FROM (${union}) AS c JOIN memories m ON m.id = c.id)
