@@ -141,6 +141,20 @@ export function vectorLiteral(vector: readonly number[]): string {
   return `${text}]`
 }
 
+/** The recall's filters over the memories read as `m`, their values appended to `values`; the namespace always. */
+function recallConditions(params: RecallParams, values: unknown[]): string {
+  const where = [`m.namespace = $${values.push(params.namespace)}`]
+  const f = params.filter ?? {}
+  if (params.sessionId) where.push(`m.session_id = $${values.push(params.sessionId)}`)
+  if (f.exclude_session_id) where.push(`m.session_id IS DISTINCT FROM $${values.push(f.exclude_session_id)}`)
+  if (f.role?.length) where.push(`m.role = ANY($${values.push(f.role)}::text[])`)
+  if (f.tags?.length) where.push(`m.tags @> $${values.push(f.tags)}::text[]`)
+  if (f.metadata && Object.keys(f.metadata).length > 0) where.push(`m.metadata @> $${values.push(JSON.stringify(f.metadata))}::jsonb`)
+  if (f.since) where.push(`m.created_at >= $${values.push(f.since)}::timestamptz`)
+  if (f.until) where.push(`m.created_at <= $${values.push(f.until)}::timestamptz`)
+  return where.join(' AND ')
+}
+
 /** All SQL over the memories table lives here, parameterised, written once for Postgres and PGlite. */
 export function createMemoryRepository(db: Queryable, dimension: number) {
   const dims = Math.trunc(dimension)
@@ -333,102 +347,107 @@ export function createMemoryRepository(db: Queryable, dimension: number) {
     },
 
     /**
-     * One round trip: candidates from the vector k-NN (HNSW, iterative scan so filters cannot starve it)
-     * and from the full-text index, then both scores for every candidate, fused into one relevance.
-     * Every condition applies to both sides; the namespace always.
+     * Candidates from the vector k-NN (HNSW, iterative scan so filters cannot starve it) and from the full-text
+     * index, both scores for every candidate, fused into one relevance. The two sides are two statements sent at
+     * once: on separate connections Postgres runs them side by side, so a recall takes the longer of the two, not
+     * their sum. Every condition applies to both sides; the namespace always.
      */
     async recall(params: RecallParams): Promise<RecallRow[]> {
-      // Every candidate query reads the memories as `m`, so the same conditions apply to all of them.
-      const values: unknown[] = [params.namespace]
-      const where = ['m.namespace = $1']
-      const f = params.filter ?? {}
-      if (params.sessionId) where.push(`m.session_id = $${values.push(params.sessionId)}`)
-      if (f.exclude_session_id) where.push(`m.session_id IS DISTINCT FROM $${values.push(f.exclude_session_id)}`)
-      if (f.role?.length) where.push(`m.role = ANY($${values.push(f.role)}::text[])`)
-      if (f.tags?.length) where.push(`m.tags @> $${values.push(f.tags)}::text[]`)
-      if (f.metadata && Object.keys(f.metadata).length > 0) where.push(`m.metadata @> $${values.push(JSON.stringify(f.metadata))}::jsonb`)
-      if (f.since) where.push(`m.created_at >= $${values.push(f.since)}::timestamptz`)
-      if (f.until) where.push(`m.created_at <= $${values.push(f.until)}::timestamptz`)
-      const conditions = where.join(' AND ')
-
       const useVector = params.mode !== 'text' && params.vector !== undefined
       if (params.mode === 'vector' && !useVector) return []
       // Text candidates serve the vector mode too: ranked by exact distance, they catch neighbours the graph missed.
       const useTextCandidates = params.terms.length > 0
       if (!useVector && !useTextCandidates) return []
       const candidates = Math.min(Math.max(params.k * 4, 40), 200)
+      const scoreText = params.mode !== 'vector' && useTextCandidates
 
-      const sources: string[] = []
-      let vectorScore = 'NULL::float8'
-      let textScore = 'NULL::float8'
-      const q = useVector ? `$${values.push(vectorLiteral(params.vector!))}::${vectorType}` : ''
+      /** One side's statement: `sources` (CTEs over `$1…` of `values`) list candidate ids as `c`; every candidate is scored. */
+      const statement = (build: (values: unknown[], conditions: string, q: string) => { sources: string; distance: string }) => {
+        const values: unknown[] = []
+        const conditions = recallConditions(params, values)
+        const q = useVector ? `$${values.push(vectorLiteral(params.vector!))}::${vectorType}` : ''
+        const { sources, distance } = build(values, conditions, q)
+        const textScore = scoreText
+          // Coverage: the share of the query's distinct terms the memory holds (those ts_delete takes out of it).
+          ? `(length(m.search_terms) - length(ts_delete(m.search_terms, $${values.push(params.terms)}::text[])))::float8 / ${params.terms.length}`
+          : 'NULL::float8'
+        const sql = `WITH ${sources}
+          SELECT ${MEMORY_COLUMNS.split(', ').map((column) => `m.${column}`).join(', ')},
+                 ${useVector ? `1 - (${distance})` : 'NULL::float8'} AS vector_score, ${textScore} AS text_score
+          FROM c JOIN memories m ON m.id = c.id`
+        return db.query<MemoryRow & { vector_score: number | null; text_score: number | null }>(sql, values)
+      }
+
+      const sides: Array<ReturnType<typeof statement>> = []
       if (useVector) {
-        // The graph (iterative scan, so filters cannot starve it) and, exactly, the vectors still waiting to enter it.
-        sources.push(`v AS MATERIALIZED (
-          (SELECT mv.id FROM memory_vectors mv JOIN memories m ON m.id = mv.id
-           WHERE ${conditions} AND vector_dims(mv.embedding) = ${dims}
-           ORDER BY (mv.embedding::${vectorType}) <=> ${q} LIMIT ${candidates})
-          UNION ALL
-          (SELECT m.id FROM vector_backlog b JOIN memories m ON m.id = b.id
-           WHERE ${conditions} AND vector_dims(m.embedding) = ${dims}
-           ORDER BY ${embeddingExpr} <=> ${q} LIMIT ${candidates}))`)
-        vectorScore = `CASE WHEN vector_dims(m.embedding) = ${dims} THEN 1 - ((m.embedding::${vectorType}) <=> ${q}) END`
+        // The graph and, exactly, the vectors still waiting to enter it; the distance found is the score's.
+        sides.push(statement((values, conditions, q) => ({
+          sources: `c AS MATERIALIZED (
+            (SELECT mv.id, (mv.embedding::${vectorType}) <=> ${q} AS distance
+             FROM memory_vectors mv JOIN memories m ON m.id = mv.id
+             WHERE ${conditions} AND vector_dims(mv.embedding) = ${dims}
+             ORDER BY (mv.embedding::${vectorType}) <=> ${q} LIMIT ${candidates})
+            UNION ALL
+            (SELECT m.id, ${embeddingExpr} <=> ${q} AS distance
+             FROM vector_backlog b JOIN memories m ON m.id = b.id
+             WHERE ${conditions} AND vector_dims(m.embedding) = ${dims}
+             ORDER BY ${embeddingExpr} <=> ${q} LIMIT ${candidates}))`,
+          distance: 'c.distance'
+        })))
       }
       if (useTextCandidates) {
         const { selective, common } = await splitBySelectivity(params.terms)
-        const parts: string[] = []
-        if (selective.length > 0) {
-          // Ranking a term's every match is what costs; the selective terms bring ranked candidates, and a memory
-          // holding none of them holds only words that are in a large share of all memories.
-          const anySelective = `to_tsquery('simple', $${values.push(tsqueryOf(selective, ' | '))})`
-          // By rank even in vector mode: an exact distance per match (reading each one's vector) cost 15 µs a row,
-          // five times ts_rank; the candidates are then ranked by exact distance anyway.
-          const anyTerm = `to_tsquery('simple', $${values.push(tsqueryOf(params.terms, ' | '))})`
-          parts.push(`SELECT m.id FROM memories m WHERE ${conditions} AND m.search_terms @@ ${anySelective}
-            ORDER BY ts_rank(m.search_terms, ${anyTerm}) DESC, m.created_at DESC LIMIT ${candidates}`)
-        } else {
-          // Every term is common: first the memories holding all of them, newest first.
-          const everyTerm = `to_tsquery('simple', $${values.push(tsqueryOf(params.terms, ' & '))})`
-          parts.push(`SELECT m.id FROM memories m WHERE ${conditions} AND m.search_terms @@ ${everyTerm}
-            ORDER BY m.created_at DESC LIMIT ${candidates}`)
-        }
-        if (common.length > 0) {
-          // The newest holding any common term: matches are dense, so walking the newest rows finds them without
-          // ranking tens of thousands. This also answers when the selective terms match nothing (a typo), and in a
-          // namespace where a word that is common elsewhere is rare (the statistics are the whole table's).
-          const anyCommon = `to_tsquery('simple', $${values.push(tsqueryOf(common, ' | '))})`
-          parts.push(`SELECT m.id FROM memories m WHERE ${conditions} AND m.search_terms @@ ${anyCommon}
-            ORDER BY m.created_at DESC LIMIT ${candidates}`)
-        }
-        sources.push(`t AS MATERIALIZED (${parts.map((part) => `(${part})`).join(' UNION ')})`)
-        // Coverage: the share of the query's distinct terms the memory contains, in [0, 1].
-        if (params.mode !== 'vector') {
-          const terms = `$${values.push(params.terms)}::text[]`
-          textScore = `(SELECT count(*) FROM unnest(tsvector_to_array(m.search_terms)) AS lexeme WHERE lexeme = ANY(${terms}))::float8 / ${params.terms.length}`
+        sides.push(statement((values, conditions, q) => {
+          const parts: string[] = []
+          if (selective.length > 0) {
+            // Ranking a term's every match is what costs; the selective terms bring ranked candidates, and a memory
+            // holding none of them holds only words that are in a large share of all memories.
+            const anySelective = `to_tsquery('simple', $${values.push(tsqueryOf(selective, ' | '))})`
+            // By rank even in vector mode: an exact distance per match (reading each one's vector) cost 15 µs a row,
+            // five times ts_rank; the candidates are then ranked by exact distance anyway.
+            const anyTerm = `to_tsquery('simple', $${values.push(tsqueryOf(params.terms, ' | '))})`
+            parts.push(`SELECT m.id FROM memories m WHERE ${conditions} AND m.search_terms @@ ${anySelective}
+              ORDER BY ts_rank(m.search_terms, ${anyTerm}) DESC, m.created_at DESC LIMIT ${candidates}`)
+          } else {
+            // Every term is common: first the memories holding all of them, newest first.
+            const everyTerm = `to_tsquery('simple', $${values.push(tsqueryOf(params.terms, ' & '))})`
+            parts.push(`SELECT m.id FROM memories m WHERE ${conditions} AND m.search_terms @@ ${everyTerm}
+              ORDER BY m.created_at DESC LIMIT ${candidates}`)
+          }
+          if (common.length > 0) {
+            // The newest holding any common term: matches are dense, so walking the newest rows finds them without
+            // ranking tens of thousands. This also answers when the selective terms match nothing (a typo), and in a
+            // namespace where a word that is common elsewhere is rare (the statistics are the whole table's).
+            const anyCommon = `to_tsquery('simple', $${values.push(tsqueryOf(common, ' | '))})`
+            parts.push(`SELECT m.id FROM memories m WHERE ${conditions} AND m.search_terms @@ ${anyCommon}
+              ORDER BY m.created_at DESC LIMIT ${candidates}`)
+          }
+          return {
+            sources: `c AS MATERIALIZED (${parts.map((part) => `(${part})`).join(' UNION ')})`,
+            // A vector saved under another dimension (mid re-embed) has no distance to this query.
+            distance: `CASE WHEN vector_dims(m.embedding) = ${dims} THEN ${embeddingExpr} <=> ${q} END`
+          }
+        }))
+      }
+
+      // Either signal alone can make a memory relevant: fused as a probabilistic OR of the two scores.
+      const fuse = (vector: number | null, text: number | null): number =>
+        params.mode === 'vector' ? (vector ?? 0) : params.mode === 'text' ? (text ?? 0)
+          : 1 - (1 - Math.max(vector ?? 0, 0)) * (1 - (text ?? 0))
+      const byId = new Map<string, RecallRow>()
+      for (const { rows } of await Promise.all(sides)) {
+        for (const row of rows) {
+          const vectorScore = row.vector_score === null ? null : Number(row.vector_score)
+          if (params.mode === 'vector' && vectorScore === null) continue
+          // A memory both sides found is the same memory with the same scores; the first reading stands.
+          if (byId.has(row.id)) continue
+          const textScore = row.text_score === null ? null : Number(row.text_score)
+          byId.set(row.id, { ...toMemory(row), score: Math.max(fuse(vectorScore, textScore), 0), vector_score: vectorScore, text_score: textScore })
         }
       }
-      const union = [useVector && 'SELECT id FROM v', useTextCandidates && 'SELECT id FROM t'].filter(Boolean).join(' UNION ')
-      // Either signal alone can make a memory relevant: fuse as a probabilistic OR of the two scores.
-      const fused = params.mode === 'vector' ? 'vector_score' : params.mode === 'text' ? 'text_score'
-        : `1 - (1 - greatest(coalesce(vector_score, 0), 0)) * (1 - coalesce(text_score, 0))`
-
-      const { rows } = await db.query<MemoryRow & { score: number; vector_score: number | null; text_score: number | null }>(
-        `WITH ${sources.join(',\n')},
-         -- Materialized: inlined, the final SELECT would compute each kept row's scores a second time.
-         scored AS MATERIALIZED (
-           SELECT ${MEMORY_COLUMNS.split(', ').map((c) => `m.${c}`).join(', ')},
-                  ${vectorScore} AS vector_score, ${textScore} AS text_score
-           FROM (${union}) AS c JOIN memories m ON m.id = c.id)
-         SELECT *, greatest(${fused}, 0) AS score FROM scored ${params.mode === 'vector' ? 'WHERE vector_score IS NOT NULL' : ''}
-         ORDER BY score DESC, created_at DESC LIMIT $${values.push(params.k)}`,
-        values
-      )
-      return rows.map((row) => ({
-        ...toMemory(row),
-        score: Number(row.score),
-        vector_score: row.vector_score === null ? null : Number(row.vector_score),
-        text_score: row.text_score === null ? null : Number(row.text_score)
-      }))
+      return [...byId.values()]
+        .sort((a, b) => b.score - a.score || (a.created_at < b.created_at ? 1 : a.created_at > b.created_at ? -1 : 0))
+        .slice(0, params.k)
     },
 
     /** Memories saved while the embedder was unavailable, oldest first. */
