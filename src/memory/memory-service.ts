@@ -44,7 +44,7 @@ export interface MemoryServiceDeps {
   /** Caches recalls; every save and delete in a namespace invalidates that namespace's entries. */
   recallCache?: RecallCache
   /** Called after a save wrote memories: their vectors wait in the backlog for the vector indexer. */
-  onWritten?: () => void
+  onWritten?: (count: number) => void
 }
 
 /** Who deletes, for the audit trail: an API key (request.access fits), or nobody in particular (a command, an open service). */
@@ -178,7 +178,8 @@ export function createMemoryService(deps: MemoryServiceDeps) {
     const memories = await withEmbeddings(prepared)
     const results = memories.length === 1 ? await repository.insertMany(memories) : await db.transaction((tx) => repository.insertMany(memories, tx))
     count(kind, results)
-    if (results.some((result) => result.created)) deps.onWritten?.()
+    const created = results.filter((result) => result.created).length
+    if (created > 0) deps.onWritten?.(created)
     await deps.recallCache?.invalidate(memories.filter((_, i) => results[i]!.created).map((m) => m.namespace))
     return results
   }

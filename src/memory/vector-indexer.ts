@@ -3,12 +3,19 @@ import type { SageMetrics } from '../metrics/sage-metrics.js'
 import type { MemoryRepository } from './memory-repository.js'
 
 export interface VectorIndexerOptions {
-  repository: Pick<MemoryRepository, 'indexBacklog' | 'countVectorBacklog' | 'analyze' | 'sweepOrphanVectors'>
+  repository: Pick<MemoryRepository, 'indexBacklog' | 'countVectorBacklog' | 'analyze' | 'sweepOrphanVectors' | 'tidy'>
   metrics: SageMetrics
   log: FastifyBaseLogger
   batchSize: number
   /** Polling for vectors that other replicas (or the save queue's consumers) listed. */
   intervalMs: number
+  /**
+   * While saves keep arriving, indexing waits for a pause in them this long (0: it never waits): saves then have
+   * the database to themselves, and a burst or an import goes at full speed, then into the graph.
+   */
+  yieldMs?: number
+  /** ...but never while this many vectors this replica saved wait: recall searches the backlog exactly, so it must stay small. */
+  maxDeferred?: number
 }
 
 /** A poke waits this long first, so the saves of a busy moment enter the graph in one transaction, not one each. */
@@ -21,6 +28,8 @@ const RETRY_MS = 2_000
  */
 const ANALYZE_GROWTH = 0.2
 const ANALYZE_MIN_GROWTH = 1_000
+/** Once this many vectors were indexed, the next emptied backlog is tidied (see MemoryRepository.tidy). */
+const TIDY_AFTER_INDEXED = 1_000
 /** How often the vectors of deleted memories that raced an indexing round are swept (a scan of the graph's table). */
 const SWEEP_EVERY_MS = 60 * 60_000
 /** Counting a large backlog is a scan; the gauge is refreshed at most this often while the indexer is busy. */
@@ -43,6 +52,14 @@ export function createVectorIndexer(options: VectorIndexerOptions) {
   let sweptAt = 0
   let analyzedSize = 0
   let indexedSinceAnalyze = 0
+  let indexedSinceTidy = 0
+  const yieldMs = options.yieldMs ?? 0
+  const maxDeferred = options.maxDeferred ?? 0
+  /** When this replica last saved, and how many of its vectors are waiting (an estimate: others' are not counted). */
+  let lastSaveAt = 0
+  let deferred = 0
+  /** True only while waiting for a pause in the saves: reaching maxDeferred ends the wait. */
+  let waitingForPause = false
 
   function sleep(ms: number): Promise<void> {
     return new Promise<void>((resolve) => {
@@ -63,20 +80,42 @@ export function createVectorIndexer(options: VectorIndexerOptions) {
     metrics.vectorBacklog.set(await repository.countVectorBacklog())
   }
 
+  /** Waits while saves are arriving, unless too many vectors wait already. */
+  async function yieldToSaves(going: () => boolean): Promise<void> {
+    for (;;) {
+      const quietFor = Date.now() - lastSaveAt
+      if (!going() || quietFor >= yieldMs || deferred >= maxDeferred) return
+      waitingForPause = true
+      await sleep(yieldMs - quietFor).finally(() => {
+        waitingForPause = false
+      })
+    }
+  }
+
   /** Empties the backlog as it stands, batch by batch, while `going` says so; resolves to how many vectors it indexed. */
-  async function drain(going: () => boolean): Promise<number> {
+  async function drain(going: () => boolean, yielding = false): Promise<number> {
     let total = 0
     while (going()) {
+      if (yielding) await yieldToSaves(going)
+      if (!going()) break
       const { taken, indexed } = await repository.indexBacklog(options.batchSize)
+      deferred = taken < options.batchSize ? 0 : Math.max(0, deferred - taken)
       total += indexed
       metrics.vectorsIndexed.inc(indexed)
       indexedSinceAnalyze += indexed
+      indexedSinceTidy += indexed
       if (indexedSinceAnalyze >= Math.max(ANALYZE_MIN_GROWTH, analyzedSize * ANALYZE_GROWTH)) {
         analyzedSize = await repository.analyze()
         indexedSinceAnalyze = 0
       }
       await refreshGauge(taken < options.batchSize)
-      if (taken < options.batchSize) break
+      if (taken < options.batchSize) {
+        if (indexedSinceTidy >= TIDY_AFTER_INDEXED) {
+          indexedSinceTidy = 0
+          await repository.tidy()
+        }
+        break
+      }
     }
     return total
   }
@@ -92,7 +131,7 @@ export function createVectorIndexer(options: VectorIndexerOptions) {
     while (!stopped) {
       try {
         poked = false
-        await drain(() => !stopped)
+        await drain(() => !stopped, yieldMs > 0)
         await sweepWhenDue()
         if (stopped) break
         if (!poked) {
@@ -116,10 +155,12 @@ export function createVectorIndexer(options: VectorIndexerOptions) {
       stopped = false
       loop = run()
     },
-    /** Saves call this: there is something to index now, not at the next interval. */
-    poke(): void {
+    /** Saves call this with how many vectors they listed: there is something to index now, not at the next interval. */
+    poke(count = 1): void {
+      lastSaveAt = Date.now()
+      deferred += count
       poked = true
-      if (idle) wake?.()
+      if (idle || (waitingForPause && deferred >= maxDeferred)) wake?.()
     },
     /** One drain now, outside the loop (tests, and `sage-memory` commands that want the graph complete). */
     drainOnce: () => drain(() => true),

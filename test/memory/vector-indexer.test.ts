@@ -1,12 +1,14 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, test } from 'node:test'
-import type { FastifyInstance } from 'fastify'
+import Fastify, { type FastifyInstance } from 'fastify'
 import pg from 'pg'
 import type { Database } from '../../src/db/database.js'
 import { LexicalEmbedder } from '../../src/embedder/lexical-embedder.js'
 import { OpenAIEmbedder } from '../../src/embedder/openai-embedder.js'
 import { rebindEmbedder } from '../../src/memory/embedder-binding.js'
-import { vectorLiteral } from '../../src/memory/memory-repository.js'
+import { createMemoryRepository, vectorLiteral } from '../../src/memory/memory-repository.js'
+import { createVectorIndexer } from '../../src/memory/vector-indexer.js'
+import { createSageMetrics } from '../../src/metrics/sage-metrics.js'
 import { backends, buildTestApp, useTestApp, type TestStore } from '../helper.js'
 import { startEmbeddingServer, type EmbeddingServer } from '../support/embedding-server.js'
 import { waitFor } from '../support/wait-for.js'
@@ -197,6 +199,34 @@ for (const backend of backends()) {
       })
     }
 
+    test('after indexing a thousand vectors, the drain that empties the backlog tidies the store (vacuum, GIN pending lists)', async () => {
+      await drainLeftovers()
+      const ns = namespace()
+      const ids: string[] = []
+      for (let start = 0; start < 1_010; start += 505) {
+        ids.push(...await saveBatch(ns, Array.from({ length: 505 }, (_, i) => ({ content: `tidy round memory ${start + i} about ledger export ${i % 7}` }))))
+      }
+      const tidied: string[] = []
+      const repository = createMemoryRepository(suite.store.db, 384)
+      const indexer = createVectorIndexer({
+        repository: { ...repository, tidy: async () => { tidied.push('tidy'); await repository.tidy() } },
+        metrics: createSageMetrics(),
+        log: suite.app.log,
+        batchSize: 200,
+        intervalMs: 60_000
+      })
+      assert.equal(await indexer.drainOnce(), 1_010)
+      assert.deepEqual(tidied, ['tidy'])
+      assert.equal((await placesOf(suite.store.db, ids)).graph.length, 1_010)
+      // Tidying did not lose anything a recall needs.
+      const hits = await recall({ namespace: ns, query: 'tidy round memory 1009 ledger export', k: 3 })
+      assert.equal(hits[0]?.id, ids[1_009])
+      // Fewer than a thousand since: the next emptied backlog is not tidied again.
+      await save(ns, 'one more after the tidy')
+      assert.equal(await indexer.drainOnce(), 1)
+      assert.deepEqual(tidied, ['tidy'])
+    })
+
     test('a turn lists both of its memories', async () => {
       const res = await suite.app.inject({
         method: 'POST', url: '/v1/turns',
@@ -324,6 +354,22 @@ for (const backend of backends()) {
         assert.ok(Date.now() - closing < 3_000, 'closing does not wait out the interval')
       })
 
+      test('VECTOR_INDEXER=false: this replica leaves the backlog alone, and recall still finds the memory', async () => {
+        running = await buildTestApp(suite.store.db, { VECTOR_INDEXER: false, VECTOR_INDEX_BATCH_SIZE: BATCH, VECTOR_INDEX_INTERVAL_MS: 50 })
+        const ns = namespace()
+        const res = await running.inject({ method: 'POST', url: '/v1/memories', payload: { namespace: ns, content: 'served by a replica that does not index' } })
+        assert.equal(res.statusCode, 201, res.body)
+        const id: string = res.json().id
+        // Several intervals and the poke's gathering time: an indexer that ran would have moved it by now.
+        await new Promise((resolve) => setTimeout(resolve, 300))
+        assert.deepEqual(await placesOf(suite.store.db, [id]), { backlog: [id], graph: [] })
+        const recall = await running.inject({ method: 'POST', url: '/v1/recall', payload: { namespace: ns, query: 'replica that does not index', mode: 'vector' } })
+        assert.equal(recall.statusCode, 200, recall.body)
+        assert.equal(recall.json().results[0]?.id, id)
+        await running.close()
+        running = undefined
+      })
+
       test('vectors listed by another replica are indexed at the next interval', async () => {
         running = await buildTestApp(suite.store.db, { VECTOR_INDEX_BATCH_SIZE: BATCH, VECTOR_INDEX_INTERVAL_MS: 200 })
         await new Promise((resolve) => setTimeout(resolve, 100))
@@ -425,3 +471,85 @@ for (const backend of backends()) {
     })
   })
 }
+
+describe('vector indexer yielding to saves', () => {
+  /** A backlog in memory: the indexer's timing is under test, not the SQL. */
+  function fakeStore() {
+    let backlog = 0
+    const rounds: number[] = []
+    return {
+      rounds,
+      list(n: number) {
+        backlog += n
+      },
+      backlog: () => backlog,
+      repository: {
+        async indexBacklog(limit: number) {
+          rounds.push(performance.now())
+          const taken = Math.min(limit, backlog)
+          backlog -= taken
+          return { taken, indexed: taken }
+        },
+        countVectorBacklog: async () => backlog,
+        analyze: async () => 0,
+        sweepOrphanVectors: async () => 0,
+        tidy: async () => undefined
+      }
+    }
+  }
+
+  /** Saves `count` vectors every 10 ms for `ms`, poking as the service does; answers when the burst ended. */
+  async function burst(store: ReturnType<typeof fakeStore>, indexer: ReturnType<typeof createVectorIndexer>, ms: number, count: number): Promise<number> {
+    const until = performance.now() + ms
+    while (performance.now() < until) {
+      store.list(count)
+      indexer.poke(count)
+      await new Promise((resolve) => setTimeout(resolve, 10))
+    }
+    return performance.now()
+  }
+
+  const start = (store: ReturnType<typeof fakeStore>, maxDeferred: number) => {
+    const indexer = createVectorIndexer({
+      repository: store.repository,
+      metrics: createSageMetrics(),
+      log: Fastify({ logger: false }).log,
+      batchSize: 10,
+      intervalMs: 60_000,
+      yieldMs: 200,
+      maxDeferred
+    })
+    indexer.start()
+    return indexer
+  }
+
+  test('while saves keep arriving it waits, and indexes them all once they pause', async () => {
+    const store = fakeStore()
+    const indexer = start(store, 10_000)
+    try {
+      await new Promise((resolve) => setTimeout(resolve, 50))
+      const began = performance.now()
+      const ended = await burst(store, indexer, 400, 1)
+      // Without yielding, every poke starts a round (about 20 in 400 ms); a stalled timer may let one through.
+      assert.ok(store.rounds.filter((t) => t >= began && t < ended).length <= 1, `rounds during the burst: ${store.rounds.length}`)
+      await waitFor('the backlog to be indexed after the pause', async () => store.backlog() === 0, 3_000)
+    } finally {
+      await indexer.stop()
+    }
+  })
+
+  test('it stops waiting once VECTOR_INDEX_MAX_DEFERRED vectors wait', async () => {
+    const store = fakeStore()
+    const indexer = start(store, 30)
+    try {
+      await new Promise((resolve) => setTimeout(resolve, 50))
+      const began = performance.now()
+      const ended = await burst(store, indexer, 400, 10)
+      assert.ok(store.rounds.filter((t) => t >= began && t < ended).length >= 3, `rounds during the burst: ${store.rounds.length}`)
+      // It keeps the backlog near the limit rather than letting it grow with the burst (about 400 listed).
+      assert.ok(store.backlog() < 200, `backlog at the end of the burst: ${store.backlog()}`)
+    } finally {
+      await indexer.stop()
+    }
+  })
+})

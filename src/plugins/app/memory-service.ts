@@ -35,10 +35,12 @@ export default fp<{ backfill?: boolean; vectorIndexer?: boolean }>(
       metrics,
       log: fastify.log,
       batchSize: db.kind === 'pglite' ? Math.min(config.VECTOR_INDEX_BATCH_SIZE, PGLITE_MAX_INDEX_BATCH) : config.VECTOR_INDEX_BATCH_SIZE,
-      intervalMs: config.VECTOR_INDEX_INTERVAL_MS
+      intervalMs: config.VECTOR_INDEX_INTERVAL_MS,
+      yieldMs: config.VECTOR_INDEX_YIELD_MS,
+      maxDeferred: config.VECTOR_INDEX_MAX_DEFERRED
     })
     fastify.decorate('vectorIndexer', vectorIndexer)
-    if (options.vectorIndexer !== false) fastify.addHook('onReady', async () => vectorIndexer.start())
+    if (options.vectorIndexer !== false && config.VECTOR_INDEXER) fastify.addHook('onReady', async () => vectorIndexer.start())
     fastify.addHook('preClose', () => vectorIndexer.stop())
 
     const memories = createMemoryService({
