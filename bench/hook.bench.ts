@@ -13,11 +13,10 @@ import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import pg from 'pg'
 import { readIndexer, waitForEmptyBacklog } from './backlog.js'
-import { createWorkload } from './workload.js'
+import { createWorkload, userPromptSubmits } from './workload.js'
 
+/** The hook derives the namespace from cwd (/home/dev/bench-hook): no repository exists there, so its last segment names it. */
 const NAMESPACE = 'bench-hook'
-/** The hook derives the namespace from cwd: no repository exists there, so its last segment names it. */
-const CWD = `/home/dev/${NAMESPACE}`
 const FILL_BATCH = 1_000
 const FILL_CONCURRENCY = 2
 const WARMUP_REQUESTS = 200
@@ -105,16 +104,7 @@ async function main(): Promise<void> {
     await adminQuery('ANALYZE memories', databaseUrl)
 
     // Prompts as a developer writes them, around words the project's memories hold.
-    let sent = 0
-    const payload = () => ({
-      session_id: 'bench-live-session',
-      transcript_path: `/home/dev/.claude/projects/-home-dev-${NAMESPACE}/bench-live-session.jsonl`,
-      cwd: CWD,
-      permission_mode: 'default',
-      hook_event_name: 'UserPromptSubmit',
-      prompt_id: `bench-${sent++}`,
-      prompt: `What did we decide about ${workload.query()}? The ${workload.query()} part still looks wrong to me.`
-    })
+    const payload = userPromptSubmits(workload, NAMESPACE, 'bench-live-session')
     const hook = async () => {
       const started = performance.now()
       const res = await fetch(`${service!.url}/hooks/claude-code`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(payload()) })

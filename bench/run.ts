@@ -15,7 +15,7 @@ import { askService, compareWithExact, type RecallAtK, type SqlClient } from './
 import { RECALL_MODES, renderFailure, renderResults, writeResults, type Phase, type RunInfo, type SizeResult, type StoreResult, type StoreSection } from './report.js'
 import { startService, type RunningService } from './service.js'
 import { machineBusySeconds, watchUsage } from './usage.js'
-import { createWorkload, type Workload } from './workload.js'
+import { createWorkload, userPromptSubmits, type Workload } from './workload.js'
 
 const MAIN_NAMESPACE = 'bench-main'
 /** Other projects in the same store: together a tenth of the main one, so the index is shared as in real use. */
@@ -247,19 +247,6 @@ async function countRows(sql: SqlClient): Promise<{ total: number; main: number 
 
 const saveBody = (workload: Workload) => () => workload.item(SAVE_NAMESPACE)
 /** Claude Code's UserPromptSubmit, from a project whose folder names the queried namespace (no repository there). */
-const hookBody = (workload: Workload, sessionId: string) => {
-  let sent = 0
-  return () => ({
-    session_id: sessionId,
-    transcript_path: `/home/dev/.claude/projects/-home-dev-${MAIN_NAMESPACE}/${sessionId}.jsonl`,
-    cwd: `/home/dev/${MAIN_NAMESPACE}`,
-    permission_mode: 'default',
-    hook_event_name: 'UserPromptSubmit',
-    prompt_id: `${sessionId}-${sent++}`,
-    prompt: `What did we decide about ${workload.query()}? The ${workload.query()} part still looks wrong to me.`
-  })
-}
-
 /** sage_hook_requests_total for UserPromptSubmit, by outcome (context, empty, deadline, error, …). */
 async function hookOutcomes(url: string): Promise<Record<string, number>> {
   const text = await (await fetch(`${url}/metrics`)).text()
@@ -348,7 +335,7 @@ async function measureStore(store: Store, settings: Settings): Promise<Omit<Stor
       // Last, since its prompts are saved in the queried namespace: they leave with their session afterwards.
       const hookSession = `bench-hook-${size}`
       const hookOutcomesBefore = await hookOutcomes(service.url)
-      const hook = await phase(service, store, `hook UserPromptSubmit at ${size}`, { path: '/hooks/claude-code', connections: 1, seconds, body: hookBody(workload, hookSession) })
+      const hook = await phase(service, store, `hook UserPromptSubmit at ${size}`, { path: '/hooks/claude-code', connections: 1, seconds, body: userPromptSubmits(workload, MAIN_NAMESPACE, hookSession) })
       const hookOutcomesAfter = await hookOutcomes(service.url)
       const outcomes = Object.fromEntries(Object.entries(hookOutcomesAfter).map(([outcome, n]) => [outcome, n - (hookOutcomesBefore[outcome] ?? 0)]))
       log(`hook answers at ${size}: ${Object.entries(outcomes).filter(([, n]) => n > 0).map(([outcome, n]) => `${n} ${outcome}`).join(', ')}`)

@@ -181,3 +181,20 @@ export function createWorkload(seed: number): Workload {
 
   return { text, item, query }
 }
+
+/**
+ * Claude Code's `UserPromptSubmit` payloads from a project folder named after `namespace`, one session, each
+ * prompt a question around words the project's memories hold (two queries of the workload).
+ */
+export function userPromptSubmits(workload: Workload, namespace: string, sessionId: string): () => Record<string, unknown> {
+  let sent = 0
+  return () => ({
+    session_id: sessionId,
+    transcript_path: `/home/dev/.claude/projects/-home-dev-${namespace}/${sessionId}.jsonl`,
+    cwd: `/home/dev/${namespace}`,
+    permission_mode: 'default',
+    hook_event_name: 'UserPromptSubmit',
+    prompt_id: `${sessionId}-${sent++}`,
+    prompt: `What did we decide about ${workload.query()}? The ${workload.query()} part still looks wrong to me.`
+  })
+}
