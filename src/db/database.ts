@@ -1,8 +1,16 @@
 /** What the repositories need from a store: the SQL is written once and runs on Postgres and PGlite alike. */
 export interface Queryable {
-  query<R = Record<string, unknown>>(sql: string, params?: readonly unknown[]): Promise<QueryResult<R>>
+  query<R = Record<string, unknown>>(sql: string, params?: readonly unknown[], options?: QueryOptions): Promise<QueryResult<R>>
   /** Runs a script of several statements with no parameters (migrations). */
   exec(sql: string): Promise<void>
+}
+
+export interface QueryOptions {
+  /**
+   * Keep the statement prepared on each connection: parsed and planned once, not per call. For the hot, fixed
+   * statements whose best plan does not depend on the values (a save's insert); never for recall, whose plan does.
+   */
+  prepare?: boolean
 }
 
 export interface QueryResult<R> {

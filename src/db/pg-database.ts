@@ -1,6 +1,7 @@
+import { createHash } from 'node:crypto'
 import pg from 'pg'
 import pgvector from 'pgvector'
-import type { Database, PoolStats, Queryable, QueryResult } from './database.js'
+import type { Database, PoolStats, Queryable, QueryOptions, QueryResult } from './database.js'
 
 export interface PgDatabaseOptions {
   url: string
@@ -32,9 +33,21 @@ export function createPgDatabase(options: PgDatabaseOptions): Database {
   // An idle client losing its server must not crash the process; the next checkout reconnects.
   pool.on('error', (error) => options.onError?.(error))
 
+  /** A prepared statement's name follows from its text: one text, one name, on every connection. */
+  const statementNames = new Map<string, string>()
+  const statementName = (sql: string): string => {
+    let name = statementNames.get(sql)
+    if (name === undefined) {
+      name = `sage_${createHash('sha256').update(sql).digest('hex').slice(0, 24)}`
+      statementNames.set(sql, name)
+    }
+    return name
+  }
+
   const wrap = (client: pg.Pool | pg.PoolClient): Queryable => ({
-    async query<R>(sql: string, params: readonly unknown[] = []): Promise<QueryResult<R>> {
-      const result = await client.query(sql, params as unknown[])
+    async query<R>(sql: string, params: readonly unknown[] = [], options: QueryOptions = {}): Promise<QueryResult<R>> {
+      // Measured on single saves at c=32: parsing and planning the insert each time cost a sixth of the throughput.
+      const result = await client.query({ text: sql, values: params as unknown[], name: options.prepare ? statementName(sql) : undefined })
       return { rows: result.rows as R[], rowCount: result.rowCount ?? 0 }
     },
     async exec(sql: string): Promise<void> {

@@ -234,7 +234,8 @@ export function createMemoryRepository(db: Queryable, dimension: number) {
           memories.map((m) => m.search_terms),
           memories.map((m) => (m.embedding ? vectorLiteral(m.embedding) : null)),
           memories.map((m) => (m.embedding ? m.embedder : null))
-        ]
+        ],
+        { prepare: true }
       )
       const created = new Set(inserted.rows.map((row) => row.id))
       if (created.size === memories.length) return memories.map((m) => ({ id: m.id, created: true }))
