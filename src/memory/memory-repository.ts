@@ -379,6 +379,9 @@ export function createMemoryRepository(db: Queryable, dimension: number) {
         return db.query<MemoryRow & { vector_score: number | null; text_score: number | null }>(sql, values)
       }
 
+      // Before either statement is sent: nothing may be awaited between sending them and Promise.all, or a side
+      // that fails meanwhile is an unhandled rejection.
+      const split = useTextCandidates ? await splitBySelectivity(params.terms) : undefined
       const sides: Array<ReturnType<typeof statement>> = []
       if (useVector) {
         // The graph and, exactly, the vectors still waiting to enter it; the distance found is the score's.
@@ -396,8 +399,8 @@ export function createMemoryRepository(db: Queryable, dimension: number) {
           distance: 'c.distance'
         })))
       }
-      if (useTextCandidates) {
-        const { selective, common } = await splitBySelectivity(params.terms)
+      if (split) {
+        const { selective, common } = split
         sides.push(statement((values, conditions, q) => {
           const parts: string[] = []
           if (selective.length > 0) {
