@@ -101,7 +101,8 @@ export function testRedisUrl(): string | undefined {
 }
 
 export function testConfig(overrides: Partial<Config> = {}): Config {
-  return configWith({ LOG_LEVEL: 'silent', SAGE_DATA_DIR: ':memory:', ...overrides })
+  // Tests' namespaces are small: searched exactly, they would never reach the graph that they are about.
+  return configWith({ LOG_LEVEL: 'silent', SAGE_DATA_DIR: ':memory:', RECALL_EXACT_MAX_MEMORIES: 0, ...overrides })
 }
 
 /** The app over a store the test owns; closed by the caller (usually in `after`). */

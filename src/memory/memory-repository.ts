@@ -155,9 +155,40 @@ function recallConditions(params: RecallParams, values: unknown[]): string {
   return where.join(' AND ')
 }
 
+export interface MemoryRepositoryOptions {
+  /**
+   * A namespace with at most this many memories is searched exactly instead of through the graph (0: never).
+   * The graph holds every namespace's vectors, and a filtered HNSW scan walks past the others' to find a small
+   * namespace's own: measured beside 66,000 other memories, a namespace of 600 took 74-83 ms through the graph.
+   */
+  exactSearchMaxRows?: number
+}
+
+/** How long a namespace is taken to be small (or not) before it is counted again. */
+const NAMESPACE_SIZE_TTL_MS = 60_000
+/** Namespaces whose size is remembered at once; past this the memory starts over. */
+const NAMESPACE_SIZE_ENTRIES = 10_000
+
 /** All SQL over the memories table lives here, parameterised, written once for Postgres and PGlite. */
-export function createMemoryRepository(db: Queryable, dimension: number) {
+export function createMemoryRepository(db: Queryable, dimension: number, options: MemoryRepositoryOptions = {}) {
   const dims = Math.trunc(dimension)
+  const exactSearchMaxRows = Math.max(0, Math.trunc(options.exactSearchMaxRows ?? 0))
+  const namespaceSizes = new Map<string, { small: boolean; at: number }>()
+
+  /** Whether `namespace` holds few enough memories to search exactly; counts at most one past the limit. */
+  async function isSmallNamespace(namespace: string): Promise<boolean> {
+    if (exactSearchMaxRows === 0) return false
+    const known = namespaceSizes.get(namespace)
+    if (known && Date.now() - known.at < NAMESPACE_SIZE_TTL_MS) return known.small
+    const { rows } = await db.query<{ n: number }>(
+      `SELECT count(*)::int AS n FROM (SELECT 1 FROM memories WHERE namespace = $1 LIMIT ${exactSearchMaxRows + 1}) AS capped`,
+      [namespace]
+    )
+    const small = (rows[0]?.n ?? 0) <= exactSearchMaxRows
+    if (namespaceSizes.size >= NAMESPACE_SIZE_ENTRIES) namespaceSizes.clear()
+    namespaceSizes.set(namespace, { small, at: Date.now() })
+    return small
+  }
   const vectorType = `vector(${dims})`
   const embeddingExpr = `(m.embedding::${vectorType})`
 
@@ -382,8 +413,18 @@ export function createMemoryRepository(db: Queryable, dimension: number) {
       // Before either statement is sent: nothing may be awaited between sending them and Promise.all, or a side
       // that fails meanwhile is an unhandled rejection.
       const split = useTextCandidates ? await splitBySelectivity(params.terms) : undefined
+      const exact = useVector && (await isSmallNamespace(params.namespace))
       const sides: Array<ReturnType<typeof statement>> = []
-      if (useVector) {
+      if (exact) {
+        // A small namespace: every vector of it, graph or backlog, compared with the query.
+        sides.push(statement((values, conditions, q) => ({
+          sources: `c AS MATERIALIZED (
+            SELECT m.id, ${embeddingExpr} <=> ${q} AS distance FROM memories m
+            WHERE ${conditions} AND vector_dims(m.embedding) = ${dims}
+            ORDER BY 2 LIMIT ${candidates})`,
+          distance: 'c.distance'
+        })))
+      } else if (useVector) {
         // The graph and, exactly, the vectors still waiting to enter it; the distance found is the score's.
         sides.push(statement((values, conditions, q) => ({
           sources: `c AS MATERIALIZED (

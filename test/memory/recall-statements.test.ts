@@ -35,3 +35,36 @@ test('a recall whose vector side fails while the term statistics load rejects, w
     process.off('unhandledRejection', onUnhandled)
   }
 })
+
+test('a namespace of at most exactSearchMaxRows memories is searched exactly, a bigger one through the graph; sizes are kept', async () => {
+  const sizes: Record<string, number> = { small: 5, big: 6 }
+  const counted: string[] = []
+  const vectorSources: string[] = []
+  const db: Queryable = {
+    async query<R>(sql: string, params: readonly unknown[] = []): Promise<QueryResult<R>> {
+      if (sql.includes('AS capped')) {
+        const namespace = String(params[0])
+        counted.push(namespace)
+        // The statement counts at most one past the limit.
+        assert.match(sql, /LIMIT 6\b/)
+        return { rows: [{ n: sizes[namespace] } as R], rowCount: 1 }
+      }
+      if (sql.includes('<=>') && !sql.includes('ts_rank') && !sql.includes('to_tsquery')) {
+        vectorSources.push(sql.includes('memory_vectors') ? 'graph' : 'exact')
+      }
+      return { rows: [], rowCount: 0 }
+    },
+    async exec() {}
+  }
+  const repository = createMemoryRepository(db, 4, { exactSearchMaxRows: 5 })
+  const recall = (namespace: string) => repository.recall({ namespace, mode: 'vector', k: 5, vector: [1, 0, 0, 0], terms: [] })
+  await recall('small')
+  await recall('big')
+  await recall('small')
+  await recall('big')
+  assert.deepEqual(vectorSources, ['exact', 'graph', 'exact', 'graph'])
+  assert.deepEqual(counted, ['small', 'big'], 'each namespace counted once within the minute')
+  // Text mode needs no count: it never searches vectors.
+  await repository.recall({ namespace: 'other', mode: 'text', k: 5, terms: ['ledger'] })
+  assert.deepEqual(counted, ['small', 'big'])
+})

@@ -265,6 +265,16 @@ for (const backend of backends()) {
       const expected = exact.rows.map((r) => Number(r.score)).filter((s) => s > 0).slice(0, k)
       assert.equal(scores.length, expected.length)
       scores.forEach((score, i) => assert.ok(Math.abs(score - expected[i]!) < 1e-4, `rank ${i}: ${score} vs exact ${expected[i]}`))
+
+      // Searched exactly, as a namespace this small is by default (RECALL_EXACT_MAX_MEMORIES): the same ranking.
+      const exactApp = await buildTestApp(suite.store.db, { VECTOR_INDEX_BATCH_SIZE: BATCH, RECALL_EXACT_MAX_MEMORIES: 1_000 }, { vectorIndexer: false })
+      try {
+        const exactScores = (await recall({ namespace: ns, query, mode: 'vector', k }, exactApp)).map((h) => h.scores.vector!)
+        assert.equal(exactScores.length, expected.length)
+        exactScores.forEach((score, i) => assert.ok(Math.abs(score - expected[i]!) < 1e-4, `exact path, rank ${i}: ${score} vs ${expected[i]}`))
+      } finally {
+        await exactApp.close()
+      }
     })
 
     test('vector mode drops text candidates without a vector; hybrid keeps them', async () => {

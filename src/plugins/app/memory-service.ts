@@ -24,7 +24,7 @@ export default fp<{ backfill?: boolean; vectorIndexer?: boolean }>(
   async (fastify, options) => {
     const { db, embedder, metrics, config } = fastify
     await bindEmbedder(db, embedder)
-    const repository = createMemoryRepository(db, embedder.dimension)
+    const repository = createMemoryRepository(db, embedder.dimension, { exactSearchMaxRows: config.RECALL_EXACT_MAX_MEMORIES })
     // Shared through Redis when it is configured. Without it, only the embedded store caches recalls in process:
     // replicas sharing a Postgres could not see each other's deletes, and a recall must never return a deleted memory.
     const recallCache = fastify.redis || db.kind === 'pglite' ? createRecallCache({ redis: fastify.redis, ttlSeconds: config.CACHE_TTL_SECONDS, metrics }) : undefined
