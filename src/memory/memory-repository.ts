@@ -393,8 +393,11 @@ export function createMemoryRepository(db: Queryable, dimension: number, options
       const candidates = Math.min(Math.max(params.k * 4, 40), 200)
       const scoreText = params.mode !== 'vector' && useTextCandidates
 
-      /** One side's statement: `sources` (CTEs over `$1…` of `values`) list candidate ids as `c`; every candidate is scored. */
-      const statement = (build: (values: unknown[], conditions: string, q: string) => { sources: string; distance: string }) => {
+      /**
+       * One side's statement: `sources` (CTEs over `$1…` of `values`) list candidate ids as `c`; every candidate is
+       * scored, by `distance` to the query vector when there is one (`q`, empty in text mode).
+       */
+      const statement = (build: (values: unknown[], conditions: string, q: string) => { sources: string; distance?: string }) => {
         const values: unknown[] = []
         const conditions = recallConditions(params, values)
         const q = useVector ? `$${values.push(vectorLiteral(params.vector!))}::${vectorType}` : ''
@@ -405,7 +408,7 @@ export function createMemoryRepository(db: Queryable, dimension: number, options
           : 'NULL::float8'
         const sql = `WITH ${sources}
           SELECT ${MEMORY_COLUMNS.split(', ').map((column) => `m.${column}`).join(', ')},
-                 ${useVector ? `1 - (${distance})` : 'NULL::float8'} AS vector_score, ${textScore} AS text_score
+                 ${distance === undefined ? 'NULL::float8' : `1 - (${distance})`} AS vector_score, ${textScore} AS text_score
           FROM c JOIN memories m ON m.id = c.id`
         return db.query<MemoryRow & { vector_score: number | null; text_score: number | null }>(sql, values)
       }
@@ -470,7 +473,7 @@ export function createMemoryRepository(db: Queryable, dimension: number, options
           return {
             sources: `c AS MATERIALIZED (${parts.map((part) => `(${part})`).join(' UNION ')})`,
             // A vector saved under another dimension (mid re-embed) has no distance to this query.
-            distance: `CASE WHEN vector_dims(m.embedding) = ${dims} THEN ${embeddingExpr} <=> ${q} END`
+            distance: useVector ? `CASE WHEN vector_dims(m.embedding) = ${dims} THEN ${embeddingExpr} <=> ${q} END` : undefined
           }
         }))
       }
