@@ -1,5 +1,5 @@
 import { mkdir } from 'node:fs/promises'
-import { PGlite, type Transaction } from '@electric-sql/pglite'
+import { PGlite, type SerializerOptions, type Transaction } from '@electric-sql/pglite'
 import { vector } from '@electric-sql/pglite-pgvector'
 import type { Database, Queryable, QueryResult } from './database.js'
 
@@ -12,9 +12,26 @@ export async function createPgliteDatabase(dataDir: string | undefined): Promise
   const db = await PGlite.create(dataDir, { extensions: { vector } })
   await db.exec('SET hnsw.iterative_scan = relaxed_order; SET hnsw.ef_search = 100')
 
+  /**
+   * PGlite turns a parameter into text through the serializer of its type, falling back to toString(), so a
+   * Buffer (a vector in binary, see vector-param.ts) needs a serializer that passes bytes through for the vector
+   * types; the wire protocol then sends it as binary. Their oids are read once, through the caller's `target`:
+   * inside a transaction, a query on the store itself would wait for the transaction to end.
+   */
+  let binarySerializers: SerializerOptions | undefined
+  async function serializersFor(target: PGlite | Transaction, params: readonly unknown[]): Promise<{ serializers: SerializerOptions } | undefined> {
+    if (!params.some((param) => param instanceof Uint8Array)) return undefined
+    if (!binarySerializers) {
+      const { rows } = await target.query<{ oid: number; typarray: number }>("SELECT oid::int8 AS oid, typarray::int8 AS typarray FROM pg_type WHERE oid = 'vector'::regtype")
+      const passBytes = (value: unknown) => (value instanceof Uint8Array ? value : String(value)) as string
+      binarySerializers = Object.fromEntries(rows.flatMap((row) => [[Number(row.oid), passBytes], [Number(row.typarray), passBytes]]))
+    }
+    return { serializers: binarySerializers }
+  }
+
   const wrap = (target: PGlite | Transaction): Queryable => ({
     async query<R>(sql: string, params: readonly unknown[] = []): Promise<QueryResult<R>> {
-      const result = await target.query<R>(sql, params as unknown[])
+      const result = await target.query<R>(sql, params as unknown[], await serializersFor(target, params))
       return { rows: result.rows, rowCount: result.affectedRows ?? result.rows.length }
     },
     async exec(sql: string): Promise<void> {

@@ -1,4 +1,5 @@
 import type { Queryable } from '../db/database.js'
+import { vectorArrayParam, vectorParam, vectorTypeOid } from '../db/vector-param.js'
 import { validationError } from '../errors.js'
 import type { Memory, RecallFilter, RecallMode, Role, SaveResult } from './memory-schemas.js'
 
@@ -124,23 +125,6 @@ export function toMemory(row: MemoryRow): Memory {
   }
 }
 
-/** Components are rounded to 1e-8: far below what moves a cosine distance, which pgvector computes in float4. */
-const VECTOR_DECIMALS = 1e8
-
-/**
- * A vector in pgvector's text form. Faster than pgvector.toSql (JSON.stringify) and about half as long on the
- * wire: full doubles spell 17 digits that the float4 column drops anyway, and a save sends 384 of them.
- */
-export function vectorLiteral(vector: readonly number[]): string {
-  let text = '['
-  for (let i = 0; i < vector.length; i++) {
-    const value = vector[i] as number
-    if (!Number.isFinite(value)) throw new RangeError(`vector component ${i} is ${value}`)
-    text += (i === 0 ? '' : ',') + Math.round(value * VECTOR_DECIMALS) / VECTOR_DECIMALS
-  }
-  return `${text}]`
-}
-
 /** The recall's filters over the memories read as `m`, their values appended to `values`; the namespace always. */
 function recallConditions(params: RecallParams, values: unknown[]): string {
   const where = [`m.namespace = $${values.push(params.namespace)}`]
@@ -190,6 +174,12 @@ export function createMemoryRepository(db: Queryable, dimension: number, options
     return small
   }
   const vectorType = `vector(${dims})`
+  let knownVectorOid: number | undefined
+  /**
+   * The vector type's oid, which a vector[] parameter names; read once, through `via`. Only the answer is shared,
+   * not a read in flight: inside a PGlite transaction, a read on the store itself would wait for it to end.
+   */
+  const vectorOid = async (via: Queryable = db): Promise<number> => (knownVectorOid ??= await vectorTypeOid((sql) => via.query(sql)))
   const embeddingExpr = `(m.embedding::${vectorType})`
 
   let termStatistics: TermStatistics | undefined
@@ -242,9 +232,9 @@ export function createMemoryRepository(db: Queryable, dimension: number, options
                                created_at, search_terms, embedding, embedder)
          SELECT u.id, u.namespace, u.session_id, u.role, u.content, u.metadata::jsonb,
                 ARRAY(SELECT jsonb_array_elements_text(u.tags::jsonb)), u.source_id, u.idempotency_key,
-                u.created_at, to_tsvector('simple', u.terms), u.embedding::vector, u.embedder
+                u.created_at, to_tsvector('simple', u.terms), u.embedding, u.embedder
          FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],
-                     $9::text[], $10::timestamptz[], $11::text[], $12::text[], $13::text[])
+                     $9::text[], $10::timestamptz[], $11::text[], $12::vector[], $13::text[])
               AS u(id, namespace, session_id, role, content, metadata, tags, source_id, idempotency_key,
                    created_at, terms, embedding, embedder)
          ON CONFLICT DO NOTHING
@@ -263,7 +253,7 @@ export function createMemoryRepository(db: Queryable, dimension: number, options
           memories.map((m) => m.idempotency_key),
           memories.map((m) => m.created_at.toISOString()),
           memories.map((m) => m.search_terms),
-          memories.map((m) => (m.embedding ? vectorLiteral(m.embedding) : null)),
+          vectorArrayParam(memories.map((m) => m.embedding), await vectorOid(tx)),
           memories.map((m) => (m.embedding ? m.embedder : null))
         ],
         { prepare: true }
@@ -400,7 +390,7 @@ export function createMemoryRepository(db: Queryable, dimension: number, options
       const statement = (build: (values: unknown[], conditions: string, q: string) => { sources: string; distance?: string }) => {
         const values: unknown[] = []
         const conditions = recallConditions(params, values)
-        const q = useVector ? `$${values.push(vectorLiteral(params.vector!))}::${vectorType}` : ''
+        const q = useVector ? `$${values.push(vectorParam(params.vector!))}::${vectorType}` : ''
         const { sources, distance } = build(values, conditions, q)
         const textScore = scoreText
           // Coverage: the share of the query's distinct terms the memory holds (those ts_delete takes out of it).
@@ -516,13 +506,13 @@ export function createMemoryRepository(db: Queryable, dimension: number, options
       if (updates.length === 0) return 0
       const { rows } = await db.query<{ n: number }>(
         `WITH updated AS (
-           UPDATE memories AS m SET embedding = u.embedding::vector, embedder = $3
-           FROM unnest($1::uuid[], $2::text[]) AS u(id, embedding)
+           UPDATE memories AS m SET embedding = u.embedding, embedder = $3
+           FROM unnest($1::uuid[], $2::vector[]) AS u(id, embedding)
            WHERE m.id = u.id AND m.embedding IS NULL
            RETURNING m.id),
          listed AS (INSERT INTO vector_backlog (id) SELECT id FROM updated ON CONFLICT DO NOTHING)
          SELECT count(*)::int AS n FROM updated`,
-        [updates.map((u) => u.id), updates.map((u) => vectorLiteral(u.embedding)), embedderId]
+        [updates.map((u) => u.id), vectorArrayParam(updates.map((u) => u.embedding), await vectorOid()), embedderId]
       )
       return rows[0]?.n ?? 0
     },

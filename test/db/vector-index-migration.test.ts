@@ -9,7 +9,7 @@ import { MIGRATIONS_DIR, migrate } from '../../src/db/migrate.js'
 import { createPgDatabase } from '../../src/db/pg-database.js'
 import { createPgliteDatabase } from '../../src/db/pglite-database.js'
 import { LexicalEmbedder } from '../../src/embedder/lexical-embedder.js'
-import { vectorLiteral } from '../../src/memory/memory-repository.js'
+import { vectorParam } from '../../src/db/vector-param.js'
 import { searchTerms } from '../../src/memory/memory-service.js'
 import { backends, buildTestApp, createPostgresDatabase } from '../helper.js'
 
@@ -77,7 +77,7 @@ for (const backend of backends()) {
           await db.query(
             `INSERT INTO memories (id, namespace, role, content, search_terms, embedding, embedder)
              VALUES ($1, $2, 'note', $3, to_tsvector('simple', $4), $5::vector, $6)`,
-            [row.id, row.namespace, row.content, searchTerms(row.content).join(' '), row.embedded ? vectorLiteral(vectors[i]!) : null, row.embedded ? embedder.id : null]
+            [row.id, row.namespace, row.content, searchTerms(row.content).join(' '), row.embedded ? vectorParam(vectors[i]!) : null, row.embedded ? embedder.id : null]
           )
         }
         const embeddedIds = rows.filter((r) => r.embedded).map((r) => r.id).sort()

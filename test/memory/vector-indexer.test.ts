@@ -3,10 +3,11 @@ import { after, before, describe, test } from 'node:test'
 import Fastify, { type FastifyInstance } from 'fastify'
 import pg from 'pg'
 import type { Database } from '../../src/db/database.js'
+import { vectorParam } from '../../src/db/vector-param.js'
 import { LexicalEmbedder } from '../../src/embedder/lexical-embedder.js'
 import { OpenAIEmbedder } from '../../src/embedder/openai-embedder.js'
 import { rebindEmbedder } from '../../src/memory/embedder-binding.js'
-import { createMemoryRepository, vectorLiteral } from '../../src/memory/memory-repository.js'
+import { createMemoryRepository } from '../../src/memory/memory-repository.js'
 import { createVectorIndexer } from '../../src/memory/vector-indexer.js'
 import { createSageMetrics } from '../../src/metrics/sage-metrics.js'
 import { backends, buildTestApp, useTestApp, type TestStore } from '../helper.js'
@@ -260,7 +261,7 @@ for (const backend of backends()) {
       const [vector] = await suite.app.embedder.embed([query])
       const exact = await suite.store.db.query<{ score: number }>(
         `SELECT (1 - (embedding::vector(384) <=> $2::vector(384)))::float8 AS score FROM memories WHERE namespace = $1 ORDER BY score DESC`,
-        [ns, vectorLiteral(vector!)]
+        [ns, vectorParam(vector!)]
       )
       const expected = exact.rows.map((r) => Number(r.score)).filter((s) => s > 0).slice(0, k)
       assert.equal(scores.length, expected.length)
