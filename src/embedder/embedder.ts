@@ -8,4 +8,9 @@ export interface Embedder {
   readonly local?: boolean
   /** One L2-normalised vector per input text, in input order. Rejects when the embedder is unreachable or times out. */
   embed(texts: readonly string[], signal?: AbortSignal): Promise<number[][]>
+  /**
+   * The same vectors as `embed`, for texts the caller already split with the shared tokenizer (src/text/tokenize.ts):
+   * an embedder whose features are those terms skips splitting them again. `terms[i]` undefined: split `texts[i]`.
+   */
+  embedTokenized?(texts: readonly string[], terms: ReadonlyArray<readonly string[] | undefined>): Promise<number[][]>
 }

@@ -65,10 +65,15 @@ export class LexicalEmbedder implements Embedder {
     return vectors
   }
 
-  private embedText(text: string): number[] {
+  /** A save splits its text once for full-text search and hands the terms here too: splitting is most of embedding. */
+  async embedTokenized(texts: readonly string[], terms: ReadonlyArray<readonly string[] | undefined>): Promise<number[][]> {
+    return texts.map((text, i) => this.embedText(text, terms[i]))
+  }
+
+  private embedText(text: string, known?: readonly string[]): number[] {
     const sums = this.sums
     sums.fill(0)
-    const terms = tokenize(text)
+    const terms = known ?? tokenize(text)
     const distinct = this.countTerms(terms)
     for (let u = 0; u < distinct; u++) {
       const slot = this.usedSlots[u] as number

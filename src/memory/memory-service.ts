@@ -65,21 +65,30 @@ export interface RecallOutcome {
 
 /** Terms for the full-text side: the shared tokenizer's, restricted to what is safe inside a tsquery. */
 export function searchTerms(text: string): string[] {
-  return tokenize(text).filter((term) => SAFE_TERM.test(term))
+  return safeTerms(tokenize(text))
+}
+
+function safeTerms(terms: readonly string[]): string[] {
+  return terms.filter((term) => SAFE_TERM.test(term))
 }
 
 /** Save, recall, read and forget: the rules of ../shared/api-contract.md over the repository and the embedder. */
 export function createMemoryService(deps: MemoryServiceDeps) {
   const { db, repository, embedder, metrics, log } = deps
   let embedderDownUntil = 0
+  /** Each prepared memory's terms, split once for full-text search and reused by an embedder that takes them. */
+  const splitTerms = new WeakMap<PreparedMemory, string[]>()
 
   /** Embeds within the time budget; null (save the text now, embed it later) when the embedder is slow or down. */
-  async function embedWithinBudget(texts: string[]): Promise<number[][] | null> {
+  async function embedWithinBudget(texts: string[], terms?: Array<string[] | undefined>): Promise<number[][] | null> {
     if (Date.now() < embedderDownUntil) return null
     const started = performance.now()
     try {
       // An in-process embedder cannot be cut off mid-call anyway; a timer per save would only cost.
-      const vectors = await embedder.embed(texts, embedder.local ? undefined : AbortSignal.timeout(deps.embedTimeoutMs))
+      const vectors =
+        terms && embedder.embedTokenized
+          ? await embedder.embedTokenized(texts, terms)
+          : await embedder.embed(texts, embedder.local ? undefined : AbortSignal.timeout(deps.embedTimeoutMs))
       metrics.embeddingDuration.observe({ embedder: embedder.id, outcome: 'ok' }, (performance.now() - started) / 1000)
       metrics.embeddedTexts.inc({ embedder: embedder.id }, texts.length)
       return vectors
@@ -126,7 +135,8 @@ export function createMemoryService(deps: MemoryServiceDeps) {
     const content = cleanContent(input.content, field('content'))
     const sourceId = input.source_id == null ? null : normalizeText(input.source_id)
     const sessionId = input.session_id == null ? null : normalizeText(input.session_id)
-    return {
+    const terms = tokenize(content)
+    const prepared: PreparedMemory = {
       id: randomUUID(),
       namespace: input.namespace ?? DEFAULT_NAMESPACE,
       session_id: sessionId || null,
@@ -137,12 +147,15 @@ export function createMemoryService(deps: MemoryServiceDeps) {
       source_id: sourceId || null,
       idempotency_key: idempotencyKey,
       created_at: input.created_at ? normalizeTimestamp(input.created_at, field('created_at')) : new Date(),
-      search_terms: searchTerms(content).join(' ')
+      search_terms: safeTerms(terms).join(' ')
     }
+    splitTerms.set(prepared, terms)
+    return prepared
   }
 
   async function withEmbeddings(prepared: readonly PreparedMemory[]): Promise<NewMemory[]> {
-    const vectors = await embedWithinBudget(prepared.map((m) => m.content))
+    // A memory from the save queue was prepared by another process: its terms are split again.
+    const vectors = await embedWithinBudget(prepared.map((m) => m.content), prepared.map((m) => splitTerms.get(m)))
     return prepared.map((m, i) => ({ ...m, embedding: vectors?.[i] ?? null, embedder: vectors ? embedder.id : null }))
   }
 
@@ -233,8 +246,9 @@ export function createMemoryService(deps: MemoryServiceDeps) {
         metrics.recallDuration.observe({ mode }, tookMs / 1000)
         return { ...slot.value, took_ms: Math.round(tookMs * 100) / 100 }
       }
-      const terms = [...new Set(searchTerms(query))].slice(0, MAX_QUERY_TERMS)
-      const vector = mode === 'text' ? undefined : (await embedWithinBudget([query]))?.[0]
+      const split = tokenize(query)
+      const terms = [...new Set(safeTerms(split))].slice(0, MAX_QUERY_TERMS)
+      const vector = mode === 'text' ? undefined : (await embedWithinBudget([query], [split]))?.[0]
       // Hybrid falls back to full text alone; a caller who asked for vectors only is told to retry.
       if (mode === 'vector' && !vector) throw unavailable('the embedder is unavailable; recall with mode "text" or "hybrid" meanwhile', 10)
       const rows = await repository.recall({

@@ -2,6 +2,7 @@ import { describe, test } from 'node:test'
 import assert from 'node:assert/strict'
 import fc from 'fast-check'
 import { LexicalEmbedder } from '../../src/embedder/lexical-embedder.js'
+import { tokenize } from '../../src/text/tokenize.js'
 
 const norm = (vector: number[]): number => Math.sqrt(vector.reduce((sum, value) => sum + value * value, 0))
 const cosine = (a: number[], b: number[]): number => a.reduce((sum, value, i) => sum + value * (b[i] as number), 0)
@@ -59,6 +60,13 @@ describe('LexicalEmbedder', () => {
     assert.equal(batch.length, texts.length)
     for (const [i, text] of texts.entries()) assert.deepEqual(batch[i], await embedOne(embedder, text))
     assert.deepEqual(await embedder.embed([]), [])
+  })
+
+  test('terms split beforehand give the vectors the text gives', async () => {
+    const embedder = new LexicalEmbedder()
+    const texts = ['Switch ledgerExport to cursor pagination; 分页查询 too', '', '!!!', 'the the the']
+    const vectors = await embedder.embedTokenized(texts, texts.map((text, i) => (i === 1 ? undefined : tokenize(text))))
+    assert.deepEqual(vectors, await embedder.embed(texts))
   })
 
   test('every vector is unit length with finite entries, whatever the text', async () => {
