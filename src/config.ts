@@ -28,7 +28,7 @@ export const ConfigSchema = Type.Object({
   RECALL_EXACT_MAX_MEMORIES: Type.Integer({ default: 3000, minimum: 0, maximum: 100000, description: 'A namespace with at most this many memories is searched exactly, not through the shared HNSW graph (0: never)' }),
   VECTOR_INDEXER: Type.Boolean({ default: true, description: 'Run the background vector indexer in this replica; turn it off on replicas that should only serve (one replica must index)' }),
   VECTOR_INDEX_YIELD_MS: Type.Integer({ default: 100, minimum: 0, maximum: 60000, description: 'While saves keep arriving, the vector indexer waits for a pause this long before its next batch (0: never waits)' }),
-  VECTOR_INDEX_MAX_DEFERRED: Type.Integer({ default: 2000, minimum: 0, description: 'The indexer stops waiting once this many vectors saved here wait (recall searches them exactly)' }),
+  VECTOR_INDEX_MAX_DEFERRED: Type.Integer({ default: 2000, minimum: 0, description: 'The indexer stops waiting once this many vectors saved here wait (recall searches them exactly), unless saves outpace it (then for at most 30 s)' }),
   VECTOR_INDEX_INTERVAL_MS: Type.Integer({ default: 1000, minimum: 10, description: 'How often the vector indexer looks for vectors saved by other replicas' }),
   BODY_LIMIT_BYTES: Type.Integer({ default: 1048576, minimum: 1024, description: 'Largest request body, except batches' }),
   BATCH_BODY_LIMIT_BYTES: Type.Integer({ default: 10485760, minimum: 1024, description: 'Largest body of POST /v1/memories/batch' }),

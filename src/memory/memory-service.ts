@@ -45,6 +45,8 @@ export interface MemoryServiceDeps {
   recallCache?: RecallCache
   /** Called after a save wrote memories: their vectors wait in the backlog for the vector indexer. */
   onWritten?: (count: number) => void
+  /** Called as a save begins writing; the function it returns, once it ended (written or not). */
+  onWriting?: () => () => void
 }
 
 /** Who deletes, for the audit trail: an API key (request.access fits), or nobody in particular (a command, an open service). */
@@ -188,8 +190,15 @@ export function createMemoryService(deps: MemoryServiceDeps) {
    * writes once), then invalidates the cached recalls of every namespace that gained a memory.
    */
   async function savePrepared(prepared: readonly PreparedMemory[], kind: SaveKind): Promise<SaveResult[]> {
-    const memories = await withEmbeddings(prepared)
-    const results = memories.length === 1 ? await repository.insertMany(memories) : await db.transaction((tx) => repository.insertMany(memories, tx))
+    const ended = deps.onWriting?.()
+    let results: SaveResult[]
+    let memories: NewMemory[]
+    try {
+      memories = await withEmbeddings(prepared)
+      results = memories.length === 1 ? await repository.insertMany(memories) : await db.transaction((tx) => repository.insertMany(memories, tx))
+    } finally {
+      ended?.()
+    }
     count(kind, results)
     const created = results.filter((result) => result.created).length
     if (created > 0) deps.onWritten?.(created)

@@ -484,8 +484,8 @@ for (const backend of backends()) {
 }
 
 describe('vector indexer yielding to saves', () => {
-  /** A backlog in memory: the indexer's timing is under test, not the SQL. */
-  function fakeStore() {
+  /** A backlog in memory: the indexer's timing is under test, not the SQL. Each round takes `roundMs`. */
+  function fakeStore(roundMs = 0) {
     let backlog = 0
     const rounds: number[] = []
     return {
@@ -497,6 +497,7 @@ describe('vector indexer yielding to saves', () => {
       repository: {
         async indexBacklog(limit: number) {
           rounds.push(performance.now())
+          if (roundMs > 0) await new Promise((resolve) => setTimeout(resolve, roundMs))
           const taken = Math.min(limit, backlog)
           backlog -= taken
           return { taken, indexed: taken }
@@ -520,7 +521,7 @@ describe('vector indexer yielding to saves', () => {
     return performance.now()
   }
 
-  const start = (store: ReturnType<typeof fakeStore>, maxDeferred: number) => {
+  const start = (store: ReturnType<typeof fakeStore>, maxDeferred: number, overloadMaxWaitMs?: number) => {
     const indexer = createVectorIndexer({
       repository: store.repository,
       metrics: createSageMetrics(),
@@ -528,7 +529,8 @@ describe('vector indexer yielding to saves', () => {
       batchSize: 10,
       intervalMs: 60_000,
       yieldMs: 200,
-      maxDeferred
+      maxDeferred,
+      overloadMaxWaitMs
     })
     indexer.start()
     return indexer
@@ -559,6 +561,58 @@ describe('vector indexer yielding to saves', () => {
       assert.ok(store.rounds.filter((t) => t >= began && t < ended).length >= 3, `rounds during the burst: ${store.rounds.length}`)
       // It keeps the backlog near the limit rather than letting it grow with the burst (about 400 listed).
       assert.ok(store.backlog() < 200, `backlog at the end of the burst: ${store.backlog()}`)
+    } finally {
+      await indexer.stop()
+    }
+  })
+
+  test('a save still being written is no pause: a long batch keeps it waiting until it ends', async () => {
+    const store = fakeStore()
+    const indexer = start(store, 10_000)
+    try {
+      await new Promise((resolve) => setTimeout(resolve, 50))
+      const began = performance.now()
+      const ended = indexer.saveStarted()
+      store.list(5)
+      indexer.poke(5)
+      // Four times the 200 ms pause, with nothing but this one save in flight.
+      await new Promise((resolve) => setTimeout(resolve, 800))
+      assert.equal(store.rounds.filter((t) => t >= began).length, 0, 'indexed while a save was being written')
+      ended()
+      await waitFor('the backlog to be indexed once the save ended', async () => store.backlog() === 0, 3_000)
+    } finally {
+      await indexer.stop()
+    }
+  })
+
+  // Rounds of 10 vectors taking 25 ms: it indexes at most 400 a second; the bursts below save 1,000 a second.
+  test('when saves outpace indexing it keeps waiting past VECTOR_INDEX_MAX_DEFERRED, and indexes once they pause', async () => {
+    const store = fakeStore(25)
+    const indexer = start(store, 30, 60_000)
+    try {
+      await new Promise((resolve) => setTimeout(resolve, 50))
+      const began = performance.now()
+      const ended = await burst(store, indexer, 1_500, 10)
+      // The first rounds measure how fast it indexes (and the first window how fast saves arrive); then it waits.
+      const late = store.rounds.filter((t) => t >= began + 1_000 && t < ended).length
+      assert.ok(late <= 1, `rounds in the last 500 ms of the burst: ${late}`)
+      assert.ok(store.backlog() > 500, `backlog at the end of the burst: ${store.backlog()}`)
+      await waitFor('the backlog to be indexed after the pause', async () => store.backlog() === 0, 10_000)
+    } finally {
+      await indexer.stop()
+    }
+  })
+
+  test('an overload that lasts longer than its wait gets indexing back', async () => {
+    const store = fakeStore(25)
+    const indexer = start(store, 30, 300)
+    try {
+      await new Promise((resolve) => setTimeout(resolve, 50))
+      const began = performance.now()
+      const ended = await burst(store, indexer, 2_000, 10)
+      // Waiting ended 300 ms into the overload: from then on it indexes all the time (a round every 25 ms).
+      const late = store.rounds.filter((t) => t >= began + 1_500 && t < ended).length
+      assert.ok(late >= 5, `rounds in the last 500 ms of the burst: ${late}`)
     } finally {
       await indexer.stop()
     }

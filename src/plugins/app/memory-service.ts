@@ -52,7 +52,8 @@ export default fp<{ backfill?: boolean; vectorIndexer?: boolean }>(
         log: fastify.log,
         redactSecrets: config.SAGE_REDACT_SECRETS,
         embedTimeoutMs: config.EMBEDDING_SAVE_TIMEOUT_MS,
-        onWritten: vectorIndexer.poke
+        onWritten: vectorIndexer.poke,
+        onWriting: vectorIndexer.saveStarted
     })
     fastify.decorate('memories', memories)
     registerPoolGauge(metrics, () => db.poolStats())
