@@ -1,6 +1,6 @@
 // Vectors as query parameters in pgvector's binary form, which both pg and PGlite send as binary for a Buffer.
-// The text form cost ~250 µs a 384-dimension vector to write (a shortest-digits conversion per component) and
-// about as much for Postgres to parse; the binary form is a copy and a byte swap.
+// The text form cost 110-120 µs a 384-dimension vector to write (a shortest-digits conversion per component) and
+// 30-50 µs for Postgres to parse; the binary form is a copy and a byte swap (6-9 µs, and 7 µs to read).
 
 /** Header of one vector: its dimension and a reserved zero, both int16. */
 const VECTOR_HEADER = 4
