@@ -381,6 +381,27 @@ for (const backend of backends()) {
         running = undefined
       })
 
+      test('a listening service answers requests while its indexer works through a backlog', async () => {
+        await drainLeftovers()
+        // Listed by the suite's app, whose indexer is off; on PGlite, 800 vectors are 50 rounds of the indexer.
+        await saveBatch(namespace(), Array.from({ length: 800 }, (_, i) => ({ content: `waiting for the graph, memory ${i} of a long import` })))
+        running = await buildTestApp(suite.store.db, { VECTOR_INDEX_BATCH_SIZE: BATCH, VECTOR_INDEX_INTERVAL_MS: 600_000 })
+        const address = await running.listen({ host: '127.0.0.1', port: 0 })
+        await waitFor('the indexer to start on the backlog', async () => (await tableCount(suite.store.db, 'vector_backlog')) < 800, 5_000)
+        // Each answer has to come while the backlog is still being worked through, not after.
+        for (let i = 0; i < 3; i++) {
+          const res = await fetch(`${address}/v1/memories?namespace=${namespace()}`)
+          assert.equal(res.status, 200)
+          assert.ok(
+            (await tableCount(suite.store.db, 'vector_backlog')) > 0,
+            `request ${i + 1} was answered only once the indexer had emptied the backlog`
+          )
+        }
+        await waitFor('the backlog to empty', async () => (await tableCount(suite.store.db, 'vector_backlog')) === 0, 60_000)
+        await running.close()
+        running = undefined
+      })
+
       test('vectors listed by another replica are indexed at the next interval', async () => {
         running = await buildTestApp(suite.store.db, { VECTOR_INDEX_BATCH_SIZE: BATCH, VECTOR_INDEX_INTERVAL_MS: 200 })
         await new Promise((resolve) => setTimeout(resolve, 100))
