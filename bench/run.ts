@@ -152,15 +152,17 @@ interface Store {
   backendPids(): Promise<number[]>
   /** Called after each fill, once the vector backlog is empty, with the service still running. */
   afterFill(): Promise<void>
+  /** Replaces the store with a fresh, empty one; the service must be stopped. */
+  renew(): Promise<void>
   /** Exact search and counts; `service` may be stopped and restarted to reach the store. */
   exact(service: RunningService, answers: Awaited<ReturnType<typeof askService>>): Promise<{ recallAtK: RecallAtK; total: number; main: number; service: RunningService }>
   close(): Promise<void>
 }
 
 async function openPostgres(settings: Settings, workDir: string): Promise<Store> {
-  const database: BenchDatabase = await createBenchDatabase(settings.adminUrl!)
+  let database: BenchDatabase = await createBenchDatabase(settings.adminUrl!)
   log(`created database ${database.name}`)
-  const client = new pg.Client({ connectionString: database.url })
+  let client = new pg.Client({ connectionString: database.url })
   await client.connect()
   const sql: SqlClient = { query: (text, params) => client.query(text, params) }
   const store: Store = {
@@ -185,6 +187,14 @@ async function openPostgres(settings: Settings, workDir: string): Promise<Store>
       // counts for the planner, for the vector tables too (the service itself analyzes only memories, at start).
       await client.query('ANALYZE memories, memory_vectors, vector_backlog')
     },
+    async renew() {
+      await client.end()
+      await database.drop()
+      database = await createBenchDatabase(settings.adminUrl!)
+      log(`created database ${database.name}`)
+      client = new pg.Client({ connectionString: database.url })
+      await client.connect()
+    },
     async exact(service, answers) {
       const recallAtK = await compareWithExact(sql, MAIN_NAMESPACE, answers, RECALL_K, { graphAlone: true })
       const counts = await countRows(sql)
@@ -200,11 +210,14 @@ async function openPostgres(settings: Settings, workDir: string): Promise<Store>
 }
 
 async function openPglite(settings: Settings, workDir: string): Promise<Store> {
-  const dataDir = join(workDir, 'pglite-data')
+  let dataDir = join(workDir, 'pglite-data')
   // Creating a cluster takes seconds of CPU, which on a busy machine outlasts Fastify's 10 s plugin timeout and
   // stops the service's first start; the harness creates it beforehand, as an earlier start would have.
-  await mkdir(join(dataDir, 'pglite'), { recursive: true })
-  await (await PGlite.create(join(dataDir, 'pglite'), { extensions: { vector } })).close()
+  const createCluster = async () => {
+    await mkdir(join(dataDir, 'pglite'), { recursive: true })
+    await (await PGlite.create(join(dataDir, 'pglite'), { extensions: { vector } })).close()
+  }
+  await createCluster()
   const start = () => startService({ dataDir, logFile: join(workDir, 'service-pglite.log') })
   const store: Store = {
     kind: 'pglite',
@@ -212,6 +225,11 @@ async function openPglite(settings: Settings, workDir: string): Promise<Store> {
     start,
     backendPids: async () => [],
     async afterFill() {},
+    async renew() {
+      await rm(dataDir, { recursive: true, force: true })
+      dataDir = join(workDir, 'pglite-data-fills')
+      await createCluster()
+    },
     // PGlite is one process's store: stop the service, open its files here, search, close, start it again.
     async exact(service, answers) {
       await service.stop()
@@ -293,6 +311,12 @@ async function measureStore(store: Store, settings: Settings): Promise<Omit<Stor
     }
     log(`vector backlog empty ${writeDrain.secondsAfter.toFixed(1)} s after the write phases ended: ${writeDrain.vectorsAfter} vectors indexed since, ` +
       `${writeDrain.vectorsTotal} since they began`)
+    // The fills start on a fresh store: the write phases run for a set time, so the faster they are, the more they
+    // would leave in the graph that recall is measured on, and runs would not compare.
+    await service.stop()
+    await store.renew()
+    service = await store.start()
+    log(`${store.kind}: a fresh store for the fills, service pid ${service.pid}`)
 
     const sizes: SizeResult[] = []
     let filledMain = 0
