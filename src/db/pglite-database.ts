@@ -2,6 +2,7 @@ import { mkdir } from 'node:fs/promises'
 import { setImmediate as nextTurn } from 'node:timers/promises'
 import { PGlite, type SerializerOptions, type Transaction } from '@electric-sql/pglite'
 import { vector } from '@electric-sql/pglite-pgvector'
+import { BINARY_ARRAY_OIDS } from './array-params.js'
 import type { Database, Queryable, QueryResult } from './database.js'
 
 /**
@@ -15,17 +16,21 @@ export async function createPgliteDatabase(dataDir: string | undefined): Promise
 
   /**
    * PGlite turns a parameter into text through the serializer of its type, falling back to toString(), so a
-   * Buffer (a vector in binary, see vector-param.ts) needs a serializer that passes bytes through for the vector
-   * types; the wire protocol then sends it as binary. Their oids are read once, through the caller's `target`:
-   * inside a transaction, a query on the store itself would wait for the transaction to end.
+   * Buffer (a vector, or an array of text, uuid or timestamptz, in binary: see vector-param.ts and array-params.ts)
+   * needs a serializer that passes bytes through for those types; the wire protocol then sends it as binary. Any
+   * other value of those types still goes through PGlite's own serializer. The vector oids are read once, through
+   * the caller's `target`: inside a transaction, a query on the store itself would wait for the transaction to end.
    */
   let binarySerializers: SerializerOptions | undefined
   async function serializersFor(target: PGlite | Transaction, params: readonly unknown[]): Promise<{ serializers: SerializerOptions } | undefined> {
     if (!params.some((param) => param instanceof Uint8Array)) return undefined
     if (!binarySerializers) {
       const { rows } = await target.query<{ oid: number; typarray: number }>("SELECT oid::int8 AS oid, typarray::int8 AS typarray FROM pg_type WHERE oid = 'vector'::regtype")
-      const passBytes = (value: unknown) => (value instanceof Uint8Array ? value : String(value)) as string
-      binarySerializers = Object.fromEntries(rows.flatMap((row) => [[Number(row.oid), passBytes], [Number(row.typarray), passBytes]]))
+      const oids = [...rows.flatMap((row) => [Number(row.oid), Number(row.typarray)]), ...BINARY_ARRAY_OIDS]
+      binarySerializers = Object.fromEntries(oids.map((oid) => {
+        const own = db.serializers[oid]
+        return [oid, (value: unknown) => (value instanceof Uint8Array ? value : own ? own(value) : String(value)) as string]
+      }))
     }
     return { serializers: binarySerializers }
   }

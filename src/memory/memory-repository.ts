@@ -1,4 +1,5 @@
 import type { Queryable } from '../db/database.js'
+import { textArrayParam, timestamptzArrayParam, uuidArrayParam } from '../db/array-params.js'
 import { vectorArrayParam, vectorParam, vectorTypeOid } from '../db/vector-param.js'
 import { validationError } from '../errors.js'
 import type { Memory, RecallFilter, RecallMode, Role, SaveResult } from './memory-schemas.js'
@@ -82,6 +83,7 @@ interface TermStatistics {
 
 /** Terms match memory-service.ts SAFE_TERM (lowercase letters, other letters, digits): safe to quote as tsquery lexemes. */
 const tsqueryOf = (terms: readonly string[], operator: ' | ' | ' & ') => terms.map((term) => `'${term}'`).join(operator)
+
 
 /**
  * A delete first locks the memories' backlog entries, in a statement of its own: an indexing round that holds one
@@ -242,19 +244,19 @@ export function createMemoryRepository(db: Queryable, dimension: number, options
          listed AS (INSERT INTO vector_backlog (id) SELECT id FROM inserted WHERE embedded)
          SELECT id FROM inserted`,
         [
-          memories.map((m) => m.id),
-          memories.map((m) => m.namespace),
-          memories.map((m) => m.session_id),
-          memories.map((m) => m.role),
-          memories.map((m) => m.content),
-          memories.map((m) => JSON.stringify(m.metadata)),
-          memories.map((m) => JSON.stringify(m.tags)),
-          memories.map((m) => m.source_id),
-          memories.map((m) => m.idempotency_key),
-          memories.map((m) => m.created_at.toISOString()),
-          memories.map((m) => m.search_terms),
+          uuidArrayParam(memories.map((m) => m.id)),
+          textArrayParam(memories.map((m) => m.namespace)),
+          textArrayParam(memories.map((m) => m.session_id)),
+          textArrayParam(memories.map((m) => m.role)),
+          textArrayParam(memories.map((m) => m.content)),
+          textArrayParam(memories.map((m) => JSON.stringify(m.metadata))),
+          textArrayParam(memories.map((m) => JSON.stringify(m.tags))),
+          textArrayParam(memories.map((m) => m.source_id)),
+          textArrayParam(memories.map((m) => m.idempotency_key)),
+          timestamptzArrayParam(memories.map((m) => m.created_at)),
+          textArrayParam(memories.map((m) => m.search_terms)),
           vectorArrayParam(memories.map((m) => m.embedding), await vectorOid(tx)),
-          memories.map((m) => (m.embedding ? m.embedder : null))
+          textArrayParam(memories.map((m) => (m.embedding ? m.embedder : null)))
         ],
         { prepare: true }
       )

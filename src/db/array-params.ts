@@ -1,0 +1,78 @@
+// Arrays of text, uuid and timestamptz as query parameters in Postgres's binary form, as vector-param.ts does for
+// vectors. A save's insert sends a batch as a dozen such arrays; in text form node-pg escapes every element
+// and Postgres parses it back (array_in was 3.5% of Postgres's CPU in a batch ingest). Binary, Postgres CPU per
+// inserted memory fell from 88-91 µs to 80-81 µs in interleaved runs, and the client's cost fell a little too.
+
+/** Built-in type oids: fixed in every Postgres (and PGlite), unlike the vector extension's. */
+export const TEXT_OID = 25
+export const UUID_OID = 2950
+export const TIMESTAMPTZ_OID = 1184
+/** The array types these parameters arrive as, for a driver that must be told to pass them through (PGlite). */
+export const BINARY_ARRAY_OIDS = [1009, 2951, 1185] as const
+
+/** ndim, has-nulls flag, element type, then the one dimension's length and lower bound. */
+const ARRAY_HEADER = 20
+/** Postgres counts timestamps in microseconds from 2000-01-01 UTC. */
+const POSTGRES_EPOCH_MS = Date.UTC(2000, 0, 1)
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i
+
+function writeHeader(buffer: Buffer, length: number, elementOid: number, hasNulls: boolean): void {
+  buffer.writeInt32BE(1, 0)
+  buffer.writeInt32BE(hasNulls ? 1 : 0, 4)
+  buffer.writeUInt32BE(elementOid, 8)
+  buffer.writeInt32BE(length, 12)
+  buffer.writeInt32BE(1, 16)
+}
+
+/** Strings, or NULLs, as one `text[]` parameter, each element its UTF-8 bytes. */
+export function textArrayParam(values: ReadonlyArray<string | null | undefined>): Buffer {
+  let size = ARRAY_HEADER
+  let hasNulls = false
+  for (const value of values) {
+    if (value == null) hasNulls = true
+    size += 4 + (value == null ? 0 : Buffer.byteLength(value, 'utf8'))
+  }
+  const buffer = Buffer.allocUnsafe(size)
+  writeHeader(buffer, values.length, TEXT_OID, hasNulls)
+  let offset = ARRAY_HEADER
+  for (const value of values) {
+    if (value == null) {
+      buffer.writeInt32BE(-1, offset)
+      offset += 4
+      continue
+    }
+    const written = buffer.write(value, offset + 4, 'utf8')
+    buffer.writeInt32BE(written, offset)
+    offset += 4 + written
+  }
+  return buffer
+}
+
+/** UUIDs in their usual text form as one `uuid[]` parameter; one that is not a UUID is refused before sending. */
+export function uuidArrayParam(values: readonly string[]): Buffer {
+  const buffer = Buffer.allocUnsafe(ARRAY_HEADER + values.length * 20)
+  writeHeader(buffer, values.length, UUID_OID, false)
+  let offset = ARRAY_HEADER
+  for (const value of values) {
+    if (!UUID.test(value)) throw new RangeError(`not a UUID: ${JSON.stringify(value)}`)
+    buffer.writeInt32BE(16, offset)
+    buffer.write(value.replaceAll('-', ''), offset + 4, 'hex')
+    offset += 20
+  }
+  return buffer
+}
+
+/** Dates as one `timestamptz[]` parameter (to the millisecond, as a Date holds them); an invalid Date is refused. */
+export function timestamptzArrayParam(values: readonly Date[]): Buffer {
+  const buffer = Buffer.allocUnsafe(ARRAY_HEADER + values.length * 12)
+  writeHeader(buffer, values.length, TIMESTAMPTZ_OID, false)
+  let offset = ARRAY_HEADER
+  for (const value of values) {
+    const ms = value.getTime()
+    if (!Number.isFinite(ms)) throw new RangeError('not a valid date')
+    buffer.writeInt32BE(8, offset)
+    buffer.writeBigInt64BE(BigInt(ms - POSTGRES_EPOCH_MS) * 1000n, offset + 4)
+    offset += 12
+  }
+  return buffer
+}
