@@ -48,31 +48,32 @@ export function textArrayParam(values: ReadonlyArray<string | null | undefined>)
   return buffer
 }
 
-/** UUIDs in their usual text form as one `uuid[]` parameter; one that is not a UUID is refused before sending. */
-export function uuidArrayParam(values: readonly string[]): Buffer {
-  const buffer = Buffer.allocUnsafe(ARRAY_HEADER + values.length * 20)
-  writeHeader(buffer, values.length, UUID_OID, false)
+/** Values of a fixed-width type as one array parameter: each element its width, then `write`'s bytes. */
+function fixedWidthArrayParam<T>(values: readonly T[], elementOid: number, width: number, write: (buffer: Buffer, offset: number, value: T) => void): Buffer {
+  const buffer = Buffer.allocUnsafe(ARRAY_HEADER + values.length * (4 + width))
+  writeHeader(buffer, values.length, elementOid, false)
   let offset = ARRAY_HEADER
   for (const value of values) {
-    if (!UUID.test(value)) throw new RangeError(`not a UUID: ${JSON.stringify(value)}`)
-    buffer.writeInt32BE(16, offset)
-    buffer.write(value.replaceAll('-', ''), offset + 4, 'hex')
-    offset += 20
+    buffer.writeInt32BE(width, offset)
+    write(buffer, offset + 4, value)
+    offset += 4 + width
   }
   return buffer
 }
 
+/** UUIDs in their usual text form as one `uuid[]` parameter; one that is not a UUID is refused before sending. */
+export function uuidArrayParam(values: readonly string[]): Buffer {
+  return fixedWidthArrayParam(values, UUID_OID, 16, (buffer, offset, value) => {
+    if (!UUID.test(value)) throw new RangeError(`not a UUID: ${JSON.stringify(value)}`)
+    buffer.write(value.replaceAll('-', ''), offset, 'hex')
+  })
+}
+
 /** Dates as one `timestamptz[]` parameter (to the millisecond, as a Date holds them); an invalid Date is refused. */
 export function timestamptzArrayParam(values: readonly Date[]): Buffer {
-  const buffer = Buffer.allocUnsafe(ARRAY_HEADER + values.length * 12)
-  writeHeader(buffer, values.length, TIMESTAMPTZ_OID, false)
-  let offset = ARRAY_HEADER
-  for (const value of values) {
+  return fixedWidthArrayParam(values, TIMESTAMPTZ_OID, 8, (buffer, offset, value) => {
     const ms = value.getTime()
     if (!Number.isFinite(ms)) throw new RangeError('not a valid date')
-    buffer.writeInt32BE(8, offset)
-    buffer.writeBigInt64BE(BigInt(ms - POSTGRES_EPOCH_MS) * 1000n, offset + 4)
-    offset += 12
-  }
-  return buffer
+    buffer.writeBigInt64BE(BigInt(ms - POSTGRES_EPOCH_MS) * 1000n, offset)
+  })
 }
