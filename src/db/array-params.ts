@@ -4,9 +4,9 @@
 // inserted memory fell from 88-91 µs to 80-81 µs in interleaved runs, and the client's cost fell a little too.
 
 /** Built-in type oids: fixed in every Postgres (and PGlite), unlike the vector extension's. */
-export const TEXT_OID = 25
-export const UUID_OID = 2950
-export const TIMESTAMPTZ_OID = 1184
+const TEXT_OID = 25
+const UUID_OID = 2950
+const TIMESTAMPTZ_OID = 1184
 /** The array types these parameters arrive as, for a driver that must be told to pass them through (PGlite). */
 export const BINARY_ARRAY_OIDS = [1009, 2951, 1185] as const
 
