@@ -10,13 +10,13 @@ const TIMESTAMPTZ_OID = 1184
 /** The array types these parameters arrive as, for a driver that must be told to pass them through (PGlite). */
 export const BINARY_ARRAY_OIDS = [1009, 2951, 1185] as const
 
-/** ndim, has-nulls flag, element type, then the one dimension's length and lower bound. */
-const ARRAY_HEADER = 20
+/** A one-dimensional array's header: ndim, has-nulls flag, element type, then the dimension's length and lower bound. */
+export const ARRAY_HEADER = 20
 /** Postgres counts timestamps in microseconds from 2000-01-01 UTC. */
 const POSTGRES_EPOCH_MS = Date.UTC(2000, 0, 1)
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i
 
-function writeHeader(buffer: Buffer, length: number, elementOid: number, hasNulls: boolean): void {
+export function writeArrayHeader(buffer: Buffer, length: number, elementOid: number, hasNulls: boolean): void {
   buffer.writeInt32BE(1, 0)
   buffer.writeInt32BE(hasNulls ? 1 : 0, 4)
   buffer.writeUInt32BE(elementOid, 8)
@@ -33,7 +33,7 @@ export function textArrayParam(values: ReadonlyArray<string | null | undefined>)
     size += 4 + (value == null ? 0 : Buffer.byteLength(value, 'utf8'))
   }
   const buffer = Buffer.allocUnsafe(size)
-  writeHeader(buffer, values.length, TEXT_OID, hasNulls)
+  writeArrayHeader(buffer, values.length, TEXT_OID, hasNulls)
   let offset = ARRAY_HEADER
   for (const value of values) {
     if (value == null) {
@@ -51,7 +51,7 @@ export function textArrayParam(values: ReadonlyArray<string | null | undefined>)
 /** Values of a fixed-width type as one array parameter: each element its width, then `write`'s bytes. */
 function fixedWidthArrayParam<T>(values: readonly T[], elementOid: number, width: number, write: (buffer: Buffer, offset: number, value: T) => void): Buffer {
   const buffer = Buffer.allocUnsafe(ARRAY_HEADER + values.length * (4 + width))
-  writeHeader(buffer, values.length, elementOid, false)
+  writeArrayHeader(buffer, values.length, elementOid, false)
   let offset = ARRAY_HEADER
   for (const value of values) {
     buffer.writeInt32BE(width, offset)

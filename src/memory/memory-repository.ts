@@ -90,7 +90,7 @@ const MAX_POSITIONS_PER_LEXEME = 255
 
 /**
  * The tsvector that `to_tsvector('simple', searchTerms)` gives, as a literal Postgres only has to read: each term
- * with its positions. Parsing the text with to_tsvector was a tenth of Postgres's CPU per saved memory, for terms
+ * with its positions. Parsing the text with to_tsvector was 12-18% of Postgres's CPU per saved memory, for terms
  * Sage's tokenizer had already split (letters and digits only, see memory-service.ts); a test holds the two equal.
  */
 export function tsvectorLiteral(searchTerms: string): string {
