@@ -77,6 +77,14 @@ export interface SecretMatch {
 export interface SecretPattern {
   kind: SecretKind
   regex: RegExp
+  /**
+   * Text that every match holds (one of them, in this case; such rows are case-sensitive): a row runs only over text holding one, since running
+   * every row over every text was most of redaction's cost. A needle missing here would skip real secrets.
+   * Empty for the name-based rows: their names (`key`, `token`, ...) are in most texts, and finding each one costs.
+   */
+  needles: readonly string[]
+  /** Every match holds `:` or `=` (the name-based rows): text with neither is skipped. */
+  needsSeparator?: boolean
   /** Veto for look-alikes; without it every match is a secret. */
   isSecret?: (match: SecretMatch) => boolean
 }
@@ -127,97 +135,119 @@ export const secretPatterns: readonly SecretPattern[] = [
   {
     // PEM/OpenSSH/PGP private key, whole block; also inside JSON where newlines are `\n` escapes. Unclosed: to the end of the text.
     kind: 'private-key',
-    regex: /-----BEGIN[ A-Z0-9]*PRIVATE KEY[ A-Z]*-----[\s\S]*?(?:-----END[ A-Z0-9]*-----|$)/g
+    regex: /-----BEGIN[ A-Z0-9]*PRIVATE KEY[ A-Z]*-----[\s\S]*?(?:-----END[ A-Z0-9]*-----|$)/g,
+    needles: ['-----BEGIN']
   },
   {
     // JWT: base64url header starting `eyJ` (`{"`), a JSON payload (`{` encodes to `ey`) and the signature.
     kind: 'jwt',
-    regex: token('eyJ', `[${TOKEN_CHAR}]{8,}\\.ey[${TOKEN_CHAR}]{8,}\\.[${TOKEN_CHAR}]{8,}`)
+    regex: token('eyJ', `[${TOKEN_CHAR}]{8,}\\.ey[${TOKEN_CHAR}]{8,}\\.[${TOKEN_CHAR}]{8,}`),
+    needles: ['eyJ']
   },
   {
     // Classic (ghp_ personal, gho_ OAuth, ghu_ user-to-server, ghs_ server-to-server, ghr_ refresh) and fine-grained PATs.
     kind: 'github-token',
-    regex: token('gh[pousr]_', '[A-Za-z0-9]{36,}')
+    regex: token('gh[pousr]_', '[A-Za-z0-9]{36,}'),
+    needles: ['ghp_', 'gho_', 'ghu_', 'ghs_', 'ghr_']
   },
   {
     kind: 'github-token',
-    regex: token('github_pat_', '[A-Za-z0-9_]{22,}')
+    regex: token('github_pat_', '[A-Za-z0-9_]{22,}'),
+    needles: ['github_pat_']
   },
   {
     // GitLab personal access tokens, including the newer dotted routable form.
     kind: 'gitlab-token',
-    regex: token('glpat-', `[${TOKEN_CHAR}]{20,}(?:\\.[${TOKEN_CHAR}]+)*`)
+    regex: token('glpat-', `[${TOKEN_CHAR}]{20,}(?:\\.[${TOKEN_CHAR}]+)*`),
+    needles: ['glpat-']
   },
   {
     // Slack bot/user/app/refresh tokens (xoxb-, xoxp-, xoxa-, xoxo-, xoxs-, xoxr-) and app-level xapp- tokens.
     kind: 'slack-token',
-    regex: token('xox[abposr]-|xapp-', `${HAS_DIGIT_AHEAD}[A-Za-z0-9-]{10,}`)
+    regex: token('xox[abposr]-|xapp-', `${HAS_DIGIT_AHEAD}[A-Za-z0-9-]{10,}`),
+    needles: ['xox', 'xapp-']
   },
   {
     // Incoming webhook URL: the path is the credential; scheme and host are kept.
     kind: 'slack-webhook',
-    regex: /hooks\.slack\.com\/(?:services|workflows|triggers)\/(?<secret>[A-Za-z0-9_/-]{8,})/g
+    regex: /hooks\.slack\.com\/(?:services|workflows|triggers)\/(?<secret>[A-Za-z0-9_/-]{8,})/g,
+    needles: ['hooks.slack.com/']
   },
   {
     // Before openai-key, which would also match `sk-ant-…`.
     kind: 'anthropic-key',
-    regex: token('sk-ant-', `${HAS_DIGIT_AHEAD}[${TOKEN_CHAR}]{20,}`)
+    regex: token('sk-ant-', `${HAS_DIGIT_AHEAD}[${TOKEN_CHAR}]{20,}`),
+    needles: ['sk-ant-']
   },
   {
     // Legacy sk-… and project/service-account/admin keys (sk-proj-, sk-svcacct-, sk-admin-).
     kind: 'openai-key',
-    regex: token('sk-', `${HAS_DIGIT_AHEAD}[${TOKEN_CHAR}]{20,}`)
+    regex: token('sk-', `${HAS_DIGIT_AHEAD}[${TOKEN_CHAR}]{20,}`),
+    needles: ['sk-']
   },
   {
     // Secret and restricted keys, live and test, and webhook signing secrets.
     kind: 'stripe-key',
-    regex: token('[sr]k_(?:live|test)_|whsec_', '[A-Za-z0-9]{10,}')
+    regex: token('[sr]k_(?:live|test)_|whsec_', '[A-Za-z0-9]{10,}'),
+    needles: ['k_live_', 'k_test_', 'whsec_']
   },
   {
     // Google API key: AIza + 35 base64url characters.
     kind: 'gcp-api-key',
-    regex: token('AIza', `[${TOKEN_CHAR}]{35}(?![${TOKEN_CHAR}])`)
+    regex: token('AIza', `[${TOKEN_CHAR}]{35}(?![${TOKEN_CHAR}])`),
+    needles: ['AIza']
   },
   {
     // Long-term (AKIA), temporary STS (ASIA) and other credential-bearing access key ids.
     kind: 'aws-access-key-id',
-    regex: token('AKIA|ASIA|ABIA|ACCA', '[A-Z0-9]{16}(?![A-Za-z0-9])', 'A-Za-z0-9')
+    regex: token('AKIA|ASIA|ABIA|ACCA', '[A-Z0-9]{16}(?![A-Za-z0-9])', 'A-Za-z0-9'),
+    needles: ['AKIA', 'ASIA', 'ABIA', 'ACCA']
   },
   {
     // The 40-character secret is only recognisable by its name: aws_secret_access_key, SecretAccessKey, AWS_SECRET_KEY.
     kind: 'aws-secret-access-key',
-    regex: /(?:aws_?)?secret_?(?:access_?)?key["']?[ \t]*(?:=>|[:=])[ \t]*["']?(?<secret>[A-Za-z0-9/+=]{40})(?![A-Za-z0-9/+=])/gi
+    regex: /(?:aws_?)?secret_?(?:access_?)?key["']?[ \t]*(?:=>|[:=])[ \t]*["']?(?<secret>[A-Za-z0-9/+=]{40})(?![A-Za-z0-9/+=])/gi,
+    needles: [],
+    needsSeparator: true,
   },
   {
     // Storage/Service Bus connection strings (AccountKey=, SharedAccessKey=); the next row takes SAS signatures (sig=).
     kind: 'azure-key',
-    regex: /Key=(?<=(?:Account|SharedAccess)Key=)(?<secret>[A-Za-z0-9+/]{20,}={0,2})/g
+    regex: /Key=(?<=(?:Account|SharedAccess)Key=)(?<secret>[A-Za-z0-9+/]{20,}={0,2})/g,
+    needles: ['Key=']
   },
   {
     kind: 'azure-key',
-    regex: /[?&;]sig=(?<secret>[A-Za-z0-9%+/=]{20,})/g
+    regex: /[?&;]sig=(?<secret>[A-Za-z0-9%+/=]{20,})/g,
+    needles: ['sig=']
   },
   {
     // HTTP Authorization credentials wherever they appear (headers, curl -H, logs). Opens on `earer|asic`: a leading [Bb] scans 4x slower.
     kind: 'bearer-token',
     regex: /(?:earer|asic)(?<=(?:^|[^A-Za-z0-9_-])[Bb](?:earer|asic))[ \t]+(?<secret>[A-Za-z0-9._~+/-]{12,}=*)/g,
+    needles: ['earer', 'asic'],
     isSecret: looksRandom
   },
   {
     // scheme://user:password@host: only the password goes; user and host stay useful. `@` in the password is tolerated.
     kind: 'url-password',
-    regex: /:\/\/(?<=[A-Za-z0-9+.-]:\/\/)[^\s:/?#@[\]]*:(?!\[REDACTED:)(?<secret>[^\s/?#"'`<>]+)(?=@)/g
+    regex: /:\/\/(?<=[A-Za-z0-9+.-]:\/\/)[^\s:/?#@[\]]*:(?!\[REDACTED:)(?<secret>[^\s/?#"'`<>]+)(?=@)/g,
+    needles: ['://']
   },
   {
     // NAME="value", 'name': 'value', "name": "value", name = `value`: the quoted value, keeping name and quotes.
     kind: 'secret-assignment',
     regex: new RegExp(`${SECRET_NAME}${ASSIGN}(?<quote>["'\`])(?<secret>(?:(?!\\k<quote>)[^\\\\\\n]|\\\\.)+)(?=\\k<quote>)`, 'gi'),
+    needles: [],
+    needsSeparator: true,
     isSecret: isAssignedSecret
   },
   {
     // NAME=value, name: value (env, YAML, .npmrc, query strings): an unquoted value up to a delimiter, never a call or index.
     kind: 'secret-assignment',
     regex: new RegExp(`${SECRET_NAME}(?<before>${ASSIGN})(?<secret>[^\\s"'\`,;(){}[\\]<>&]+)(?=$|[\\s,;)}\\]&])`, 'gi'),
+    needles: [],
+    needsSeparator: true,
     isSecret: isAssignedSecret
   }
 ]

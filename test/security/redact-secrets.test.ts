@@ -1,7 +1,8 @@
 import { describe, test } from 'node:test'
 import assert from 'node:assert/strict'
 import fc from 'fast-check'
-import { REDACTION_KINDS, redactSecrets } from '../../src/security/redact-secrets.js'
+import { REDACTION_KINDS, redactSecrets, redactSecretsEveryRow } from '../../src/security/redact-secrets.js'
+import { secretPatterns } from '../../src/security/secret-patterns.js'
 
 /** Deterministic random-looking credential bodies, built at run time so this file holds no credential-shaped literal. */
 function body(length: number, alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789', seed = length): string {
@@ -341,7 +342,9 @@ const SECRET_FRAGMENTS = [
   'xoxb-', 'sk-', 'sk-ant-', 'sk_live_', 'whsec_', 'AIza', 'AKIA', 'ASIA', 'eyJ', 'ey', 'Bearer ', 'Basic ', 'AccountKey=', 'sig=',
   'hooks.slack.com/services/', '-----BEGIN RSA PRIVATE KEY-----', '-----END RSA PRIVATE KEY-----', '<private>', '</private>', '<priv',
   'ate>', '[REDACTED:jwt]', '[REDACTED:github-token]', '$', '***', 'string', 'true', 'a1', 'Z9', '0', '-', '_', '+', '\\',
-  'postgres://user:', 'x://:', '@db', 'eyJhbGciOiJIUzI1NiJ9.', 'eyJzdWIiOiIxIn0.', 'eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.', 'aws_secret_access_key=', '"SecretAccessKey": "'
+  'postgres://user:', 'x://:', '@db', 'eyJhbGciOiJIUzI1NiJ9.', 'eyJzdWIiOiIxIn0.', 'eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.', 'aws_secret_access_key=', '"SecretAccessKey": "',
+  'gho_', 'ghu_', 'ghs_', 'ghr_', 'xoxp-', 'xapp-', 'rk_test_', 'sk_test_', 'ABIA', 'ACCA', 'SharedAccessKey=', '&sig=', 'bearer ', 'BASIC ',
+  '-----BEGIN OPENSSH PRIVATE KEY-----', 'https://', 'HOOKS.SLACK.COM/services/', 'aws_SECRET_key: ', 'Authorization: '
 ]
 const secretDenseText = fc
   .array(
@@ -414,6 +417,31 @@ describe('redactSecrets: properties', () => {
         assertUntouched(text)
       }),
       { numRuns: 1000 }
+    )
+  })
+
+  test('every match of a row holds one of its needles, and a `:` or `=` where the row says so', () => {
+    // Needles are looked for in their own case: a row that has them must match in one case too.
+    for (const pattern of secretPatterns) if (pattern.needles.length > 0) assert.ok(!pattern.regex.flags.includes('i'), pattern.kind)
+    fc.assert(
+      fc.property(fc.oneof(secretDenseText, anyUtf16), (text) => {
+        for (const pattern of secretPatterns) {
+          for (const match of text.matchAll(new RegExp(pattern.regex.source, pattern.regex.flags))) {
+            if (pattern.needles.length > 0) assert.ok(pattern.needles.some((needle) => match[0].includes(needle)), `${pattern.kind}: ${match[0]}`)
+            if (pattern.needsSeparator) assert.match(match[0], /[:=]/, pattern.kind)
+          }
+        }
+      }),
+      { numRuns: 3000 }
+    )
+  })
+
+  test('skipping the rows whose needles are absent changes nothing: the same text and counts as running every row', () => {
+    fc.assert(
+      fc.property(fc.oneof(secretDenseText, anyUtf16, benignText), (text) => {
+        assert.deepEqual(redactSecrets(text), redactSecretsEveryRow(text))
+      }),
+      { numRuns: 3000 }
     )
   })
 
