@@ -5,7 +5,7 @@ import type { Embedder } from '../embedder/embedder.js'
 import type { RecallCache } from '../cache/recall-cache.js'
 import { unavailable, validationError } from '../errors.js'
 import type { SageMetrics } from '../metrics/sage-metrics.js'
-import { redactSecrets } from '../security/redact-secrets.js'
+import { redactSecrets, type RedactionResult } from '../security/redact-secrets.js'
 import { tokenize } from '../text/tokenize.js'
 import { formatContext } from './context-block.js'
 import type { ListParams, MemoryRepository, NewMemory } from './memory-repository.js'
@@ -65,6 +65,23 @@ export interface RecallOutcome {
   context?: string
 }
 
+/** Metadata values this short (a cwd, a tool's name, a hook event) repeat from save to save: their redaction is kept. */
+const REMEMBERED_STRING_CHARS = 256
+const REMEMBERED_STRINGS = 1_000
+const redactedStrings = new Map<string, RedactionResult>()
+
+/** redactSecrets, remembered for short strings (it is pure): a batch's 500 items mostly share their metadata values. */
+function redactShortString(text: string): RedactionResult {
+  if (text.length > REMEMBERED_STRING_CHARS) return redactSecrets(text)
+  let redacted = redactedStrings.get(text)
+  if (redacted === undefined) {
+    if (redactedStrings.size >= REMEMBERED_STRINGS) redactedStrings.clear()
+    redacted = redactSecrets(text)
+    redactedStrings.set(text, redacted)
+  }
+  return redacted
+}
+
 /** Terms for the full-text side: the shared tokenizer's, restricted to what is safe inside a tsquery. */
 export function searchTerms(text: string): string[] {
   return safeTerms(tokenize(text))
@@ -120,7 +137,7 @@ export function createMemoryService(deps: MemoryServiceDeps) {
 
   function redactStrings(value: unknown): unknown {
     if (typeof value === 'string') {
-      const redacted = redactSecrets(value)
+      const redacted = redactShortString(value)
       for (const { kind, count } of redacted.redactions) metrics.redactions.inc({ kind }, count)
       return redacted.text
     }

@@ -97,6 +97,20 @@ for (const backend of backends()) {
       assert.deepEqual(rows.map((r) => r.content), ['kept', 'my password="[REDACTED:secret-assignment]"', 'plain', 'token [REDACTED:github-token]', 'use [REDACTED:github-token]'])
     })
 
+    test('a metadata value repeated across a batch is redacted in every item and counted each time', async () => {
+      const before = await redactionCount(app, 'secret-assignment')
+      const env = `PASSWORD=${PASSWORD}`
+      const items = Array.from({ length: 5 }, (_, i) => ({ content: `step ${i}`, metadata: { env, cwd: '/src' } }))
+      const batch = await app.inject({ method: 'POST', url: '/v1/memories/batch', payload: { items } })
+      assert.equal(batch.statusCode, 201, batch.body)
+      const again = await app.inject({ method: 'POST', url: '/v1/memories', payload: { content: 'later', metadata: { env } } })
+      assert.equal(again.statusCode, 201, again.body)
+      const { rows } = await store.db.query<{ env: string }>("SELECT metadata->>'env' AS env FROM memories")
+      assert.deepEqual(rows.map((r) => r.env), Array(6).fill('PASSWORD=[REDACTED:secret-assignment]'))
+      assert.equal(await leaked(), 0)
+      assert.equal(await redactionCount(app, 'secret-assignment'), before + 6)
+    })
+
     test('content that is nothing but a <private> span is a 400 and writes nothing', async () => {
       const res = await app.inject({ method: 'POST', url: '/v1/memories', payload: { content: '<private>all of it</private>' } })
       assert.equal(res.statusCode, 400)
