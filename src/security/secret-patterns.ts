@@ -78,9 +78,9 @@ export interface SecretPattern {
   kind: SecretKind
   regex: RegExp
   /**
-   * Text that every match holds (one of them, in this case; such rows are case-sensitive): a row runs only over text holding one, since running
-   * every row over every text was most of redaction's cost. A needle missing here would skip real secrets.
-   * Empty for the name-based rows: their names (`key`, `token`, ...) are in most texts, and finding each one costs.
+   * Text that every match holds one of, in this case (rows with needles are case-sensitive): a row runs only over
+   * text holding one, since running every row over every text was most of redaction's cost. A needle missing here
+   * would skip real secrets. Empty for the name-based rows: their names (`key`, `token`, ...) are in most texts.
    */
   needles: readonly string[]
   /** Every match holds `:` or `=` (the name-based rows): text with neither is skipped. */
