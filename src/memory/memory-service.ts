@@ -7,6 +7,7 @@ import { unavailable, validationError } from '../errors.js'
 import type { SageMetrics } from '../metrics/sage-metrics.js'
 import { redactSecrets, type RedactionResult } from '../security/redact-secrets.js'
 import { tokenize } from '../text/tokenize.js'
+import { remembered } from '../remembered.js'
 import { formatContext } from './context-block.js'
 import type { ListParams, MemoryRepository, NewMemory } from './memory-repository.js'
 import type { Memory, MemoryInput, RecallBody, RecallHit, Role, SaveResult } from './memory-schemas.js'
@@ -68,18 +69,11 @@ export interface RecallOutcome {
 /** Metadata values this short (a cwd, a tool's name, a hook event) repeat from save to save: their redaction is kept. */
 const REMEMBERED_STRING_CHARS = 256
 const REMEMBERED_STRINGS = 1_000
-const redactedStrings = new Map<string, RedactionResult>()
+const redactRemembered = remembered(redactSecrets, REMEMBERED_STRINGS)
 
 /** redactSecrets, remembered for short strings (it is pure): a batch's 500 items mostly share their metadata values. */
 function redactShortString(text: string): RedactionResult {
-  if (text.length > REMEMBERED_STRING_CHARS) return redactSecrets(text)
-  let redacted = redactedStrings.get(text)
-  if (redacted === undefined) {
-    if (redactedStrings.size >= REMEMBERED_STRINGS) redactedStrings.clear()
-    redacted = redactSecrets(text)
-    redactedStrings.set(text, redacted)
-  }
-  return redacted
+  return text.length > REMEMBERED_STRING_CHARS ? redactSecrets(text) : redactRemembered(text)
 }
 
 /** Terms for the full-text side: the shared tokenizer's, restricted to what is safe inside a tsquery. */

@@ -1,4 +1,5 @@
 import { stemmer } from 'stemmer'
+import { remembered } from '../remembered.js'
 
 /** Terms longer than this (blobs, minified code, base64) are noise; 64 still keeps a SHA-256 in hex. */
 export const MAX_TERM_LENGTH = 64
@@ -64,17 +65,7 @@ function buildLatinFold(): Map<number, string> {
 
 /** Porter stemming costs ~0.5 µs a word; vocabularies are small, so a bounded cache removes it from the hot path. */
 const STEM_CACHE_LIMIT = 20_000
-const stemCache = new Map<string, string>()
-
-function stem(word: string): string {
-  let stemmed = stemCache.get(word)
-  if (stemmed === undefined) {
-    if (stemCache.size >= STEM_CACHE_LIMIT) stemCache.clear()
-    stemmed = stemmer(word)
-    stemCache.set(word, stemmed)
-  }
-  return stemmed
-}
+const stem = remembered(stemmer, STEM_CACHE_LIMIT)
 
 function isAsciiLetter(code: number): boolean {
   return (code >= 0x61 && code <= 0x7a) || (code >= 0x41 && code <= 0x5a)
