@@ -292,7 +292,8 @@ async function measureStore(store: Store, settings: Settings): Promise<Omit<Stor
     const batches = Math.min(2_000, Math.max(2 * BATCH_CONNECTIONS, Math.round(seconds / oneBatch.seconds)))
     // Made before the phase: writing 500 memories and their JSON took the harness about 30 ms a batch on the
     // cores the service and Postgres use, and each connection waited for it between batches (7,050 items/s
-    // against 8,290 with the bodies ready, same service).
+    // against 8,290 with the bodies ready, same service; both read before load.ts stopped rounding the phase's
+    // duration up to whole seconds).
     const batchBodies = Array.from({ length: batches }, () => JSON.stringify({ items: Array.from({ length: BATCH_SIZE }, () => workload.item(BATCH_NAMESPACE)) }))
     let nextBatch = 0
     const batchBody = () => batchBodies[nextBatch++ % batchBodies.length]
