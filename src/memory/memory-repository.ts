@@ -111,12 +111,14 @@ export function tsvectorLiteral(searchTerms: string): string {
     }
     start = end + 1
   }
-  let literal = ''
+  // Joined, not appended: a string grown by += is a rope that writing it into the query parameter must flatten.
+  const lexemes = new Array<string>(positions.size)
+  let index = 0
   for (const [term, at] of positions) {
     const quoted = term.includes("'") || term.includes('\\') ? term.replaceAll('\\', '\\\\').replaceAll("'", "''") : term
-    literal += `${literal === '' ? '' : ' '}'${quoted}':${typeof at === 'number' ? at : at.join(',')}`
+    lexemes[index++] = `'${quoted}':${typeof at === 'number' ? at : at.join(',')}`
   }
-  return literal
+  return lexemes.join(' ')
 }
 
 /**
