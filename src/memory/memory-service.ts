@@ -78,7 +78,8 @@ function redactShortString(text: string): RedactionResult {
 
 /**
  * The memory with its vector, written out field by field: `{ ...memory, embedding, embedder }` cost 2 µs a memory
- * (a batch of 500 makes 500), the literal a hundredth of that; a field added to PreparedMemory fails to compile here.
+ * (a batch of 500 makes 500), the literal a hundredth of that. A required field added to NewMemory fails to
+ * compile here; an optional one must be added by hand.
  */
 function withEmbedding(m: PreparedMemory, embedding: number[] | null, embedderId: string | null): NewMemory {
   return {
