@@ -7,6 +7,7 @@ import { migrate } from './commands/migrate.js'
 import { queue } from './commands/queue.js'
 import { reembed } from './commands/reembed.js'
 import { serve } from './commands/serve.js'
+import { service } from './commands/service.js'
 import { PACKAGE_VERSION } from './package-root.js'
 
 /** Every subcommand, by name; each lives in src/commands/. */
@@ -17,7 +18,8 @@ const COMMANDS: Record<string, Command> = {
   hooks,
   import: importCommand,
   queue,
-  keys
+  keys,
+  service
 }
 
 function usage(): string {
