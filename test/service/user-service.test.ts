@@ -28,7 +28,7 @@ async function verifyUnit(unitPath: string, runtimeDir: string): Promise<string>
     return `${stdout}${stderr}`
   } catch (error) {
     const { stdout, stderr } = error as { stdout: string; stderr: string }
-    throw new Error(`systemd-analyze verify refused ${unitPath}:\n${stdout}${stderr}`)
+    throw new Error(`systemd-analyze verify refused ${unitPath}:\n${stdout}${stderr}`, { cause: error })
   }
 }
 
