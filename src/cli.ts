@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 import type { Command } from './commands/command.js'
+import { exportCommand } from './commands/export.js'
 import { hooks } from './commands/hooks.js'
 import { importCommand } from './commands/import.js'
 import { keys } from './commands/keys.js'
@@ -17,6 +18,7 @@ const COMMANDS: Record<string, Command> = {
   reembed,
   hooks,
   import: importCommand,
+  export: exportCommand,
   queue,
   keys,
   service
