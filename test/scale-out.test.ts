@@ -120,10 +120,13 @@ describe('three replicas on one Postgres and one Redis, one killed mid-load', { 
       await locker.query('BEGIN')
       await locker.query('LOCK TABLE memories IN EXCLUSIVE MODE')
       const victimPid = `:${replicas[victim]!.child.pid}:`
+      // Entries idle for 300 ms are stuck behind the lock: a write that got in before it would have been acknowledged.
       const held = await waitFor<{ consumer: string; pending: number } | undefined>('the victim to hold pending entries', async () => {
         const summary = (await redis.xpending(keys.stream, keys.group)) as [number, string, string, Array<[string, string]> | null]
-        const mine = (summary[3] ?? []).find(([name]) => name.includes(victimPid))
-        return mine ? { consumer: mine[0], pending: Number(mine[1]) } : undefined
+        const consumer = (summary[3] ?? []).find(([name]) => name.includes(victimPid))?.[0]
+        if (!consumer) return undefined
+        const stuck = (await redis.xpending(keys.stream, keys.group, 'IDLE', 300, '-', '+', 1000, consumer)) as unknown[]
+        return stuck.length > 0 ? { consumer, pending: stuck.length } : undefined
       }, 20_000, 20) as { consumer: string; pending: number }
       alive.delete(victim)
       killed = true
