@@ -14,7 +14,8 @@ import { startSage } from '../../support/sage-process.js'
 import { waitFor } from '../../support/wait-for.js'
 
 const SECRET = 'reload-secret-0123456789abcdef'
-const BASE = 'LOG_LEVEL=info\nSAGE_DATA_DIR=:memory:\nRECALL_EXACT_MAX_MEMORIES=0\n'
+// A long hook deadline: on a busy machine the default 250 ms can pass before the context is made.
+const BASE = 'LOG_LEVEL=info\nSAGE_DATA_DIR=:memory:\nRECALL_EXACT_MAX_MEMORIES=0\nHOOK_DEADLINE_MS=10000\n'
 
 const prompt = (text: string) => ({
   hook_event_name: 'UserPromptSubmit',
