@@ -8,10 +8,11 @@ declare module 'fastify' {
   }
 }
 
-/** The configured embedder (or one handed in by a test). */
+/** The configured embedder (or one handed in by a test, which the test closes). */
 export default fp<{ embedder?: Embedder }>(
   async (fastify, options) => {
-    const embedder = options.embedder ?? createEmbedder(fastify.config)
+    const embedder = options.embedder ?? (await createEmbedder(fastify.config))
+    if (!options.embedder && embedder.close) fastify.addHook('onClose', () => embedder.close!())
     fastify.decorate('embedder', embedder)
     fastify.log.info({ embedder: embedder.id }, 'embedder ready')
   },
