@@ -108,4 +108,17 @@ describe('sage-memory models, and a service started on a local model', () => {
     }
     hub = await startModelHub({ [MODEL_ID]: model.dir })
   })
+
+  test('a start told it may download (EMBEDDING_LOCAL_DOWNLOAD=true) fetches the model once, saying so, and serves', async () => {
+    const fresh = { ...env, EMBEDDING_LOCAL_HUB_URL: hub.url, SAGE_DATA_DIR: join(work, 'fresh'), EMBEDDING_LOCAL_DOWNLOAD: 'true', LOG_LEVEL: 'info' }
+    const sage = await startSage(fresh)
+    try {
+      assert.equal(hub.downloads().length, model.files.length)
+      assert.match(sage.output(), /downloading the embedding model \(EMBEDDING_LOCAL_DOWNLOAD=true\)/)
+      const listed = await cli(['models', 'list'], fresh)
+      assert.match(listed.stdout, new RegExp(`${MODEL_ID} .*\\(EMBEDDING_MODEL\\)`))
+    } finally {
+      assert.equal(await sage.stop(), 0, sage.output())
+    }
+  })
 })
