@@ -148,6 +148,19 @@ describe('LocalEmbedder', () => {
     await assert.rejects(load({ model: partial.dir }), /EMBEDDING_MODEL=.*partial could not be loaded/)
   })
 
+  test('a text the model fails on fails its own call only; the worker goes on embedding the others', async () => {
+    const failing = await writeTestModel(join(work, 'failing'), { missingRows: 2 })
+    const embedder = await load({ model: failing.dir })
+    const good = embedder.embed(['rotate the api keys'])
+    await assert.rejects(embedder.embed(['we use it']), (error: Error) => {
+      assert.equal(error.name, 'EmbedderError')
+      assert.match(error.message, new RegExp(`${embedder.id.replace(/[.]/g, '\\.')} failed to embed: `))
+      return true
+    })
+    assert.equal((await good).length, 1)
+    assert.equal((await embedder.embed(['deploy on friday']))[0]!.length, TEST_MODEL_DIMENSION)
+  })
+
   test('EMBEDDING_DIMENSIONS other than the model\'s fails the load', async () => {
     await assert.rejects(load({ dimension: 384 }), /EMBEDDING_DIMENSIONS=384, but EMBEDDING_MODEL=.* makes vectors of 24/)
   })
