@@ -1,6 +1,6 @@
 // The hook's round trip: POST /hooks/claude-code with UserPromptSubmit (save the prompt + recall + answer) over
 // HTTP against `sage-memory serve` on real Postgres, with N memories in the project's namespace.
-//   npm run build && BENCH_DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres node dist/bench/hook.bench.js [--size 100000] [--requests 2000]
+//   npm run build && BENCH_DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres npx tsx bench/hook.bench.ts [--size 100000] [--requests 2000]
 // Creates a throwaway database (sage_hookbench_<random>) on that server and drops it at the end.
 import { spawn, type ChildProcess } from 'node:child_process'
 import { randomBytes } from 'node:crypto'

@@ -1,5 +1,5 @@
 // The Redis benchmark: acknowledged asynchronous saves (single at c=32, batches of 1,000), drain rate into
-// Postgres, end-to-end lag, and recall latency on a cache hit. Run with `node dist/bench/queue.bench.js`
+// Postgres, end-to-end lag, and recall latency on a cache hit. Run with `npx tsx bench/queue.bench.ts` (after `npm run build`)
 // (after `npm run build`). It starts its own Sage on a fresh database of the machine's Postgres and uses the
 // machine's Redis under a key prefix of its own, removed at the end.
 //   BENCH_DATABASE_URL  admin URL of the Postgres server (default postgres://postgres@127.0.0.1:5432/postgres)

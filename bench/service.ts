@@ -32,9 +32,9 @@ export function freePort(): Promise<number> {
   })
 }
 
-/** The compiled CLI beside this file in dist/, or the TypeScript source through tsx when run from bench/. */
+/** The compiled CLI (dist/src/cli.js), or the TypeScript source through tsx when it was not built. */
 function cliCommand(): string[] {
-  const compiled = fileURLToPath(new URL('../src/cli.js', import.meta.url))
+  const compiled = fileURLToPath(new URL(import.meta.url.includes('/dist/bench/') ? '../src/cli.js' : '../dist/src/cli.js', import.meta.url))
   if (existsSync(compiled)) return [compiled, 'serve']
   return ['--import', 'tsx', fileURLToPath(new URL('../src/cli.ts', import.meta.url)), 'serve']
 }

@@ -30,7 +30,7 @@ const inCi = process.env.CI === 'true'
 
 async function reset(db: Database): Promise<void> {
   // The vector tables (migrations/003) hold ids of memories: emptied with them, so no test sees another's backlog.
-  // Locked in the service's own order, backlog first (memory-repository.ts): a running indexer round holds the
+  // Locked in the service's own order, backlog first (memory-store.ts): a running indexer round holds the
   // backlog and then reads memories, so truncating memories first deadlocked with it (seen once in CI).
   await db.query('TRUNCATE vector_backlog, memory_vectors, memories')
 }

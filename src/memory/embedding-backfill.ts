@@ -1,10 +1,10 @@
 import type { FastifyBaseLogger } from 'fastify'
 import type { Embedder } from '../embedder/embedder.js'
 import type { SageMetrics } from '../metrics/sage-metrics.js'
-import type { MemoryRepository } from './memory-repository.js'
+import type { MemoryStore } from './memory-store.js'
 
 export interface BackfillOptions {
-  repository: MemoryRepository
+  store: Pick<MemoryStore, 'unembedded' | 'countUnembedded' | 'setEmbeddings'>
   embedder: Embedder
   metrics: SageMetrics
   log: FastifyBaseLogger
@@ -19,7 +19,7 @@ export interface BackfillOptions {
  * full-text recall. Several replicas may run it at once: the update only fills embeddings still missing.
  */
 export function createEmbeddingBackfill(options: BackfillOptions) {
-  const { repository, embedder, metrics, log } = options
+  const { store, embedder, metrics, log } = options
   let timer: NodeJS.Timeout | undefined
   let running: Promise<number> | undefined
   let stopped = false
@@ -27,16 +27,16 @@ export function createEmbeddingBackfill(options: BackfillOptions) {
   async function drain(): Promise<number> {
     let total = 0
     while (!stopped) {
-      const pending = await repository.unembedded(options.batchSize)
+      const pending = await store.unembedded(options.batchSize)
       if (pending.length === 0) break
       const vectors = await embedder.embed(pending.map((p) => p.content), AbortSignal.timeout(60_000))
       options.onEmbedderAvailable?.()
-      const updated = await repository.setEmbeddings(pending.map((p, i) => ({ id: p.id, embedding: vectors[i]! })), embedder.id)
+      const updated = await store.setEmbeddings(pending.map((p, i) => ({ id: p.id, embedding: vectors[i]! })), embedder.id)
       total += updated
       metrics.backfillEmbedded.inc(updated)
       if (pending.length < options.batchSize) break
     }
-    metrics.backfillBacklog.set(await repository.countUnembedded())
+    metrics.backfillBacklog.set(await store.countUnembedded())
     return total
   }
 

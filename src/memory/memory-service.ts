@@ -9,7 +9,8 @@ import { redactSecrets, type RedactionResult } from '../security/redact-secrets.
 import { tokenize } from '../text/tokenize.js'
 import { remembered } from '../remembered.js'
 import { formatContext } from './context-block.js'
-import type { ListParams, MemoryRepository, NewMemory } from './memory-repository.js'
+import type { ListParams, MemoryStore, NewMemory } from './memory-store.js'
+import type { RecallQuery } from './recall-query.js'
 import type { Memory, MemoryInput, RecallBody, RecallHit, Role, SaveResult } from './memory-schemas.js'
 import { normalizeContent, normalizeMetadata, normalizeTags, normalizeText, normalizeTimestamp } from './normalize.js'
 
@@ -36,7 +37,8 @@ export interface TurnInput {
 
 export interface MemoryServiceDeps {
   db: Database
-  repository: MemoryRepository
+  store: MemoryStore
+  recallQuery: RecallQuery
   embedder: Embedder
   metrics: SageMetrics
   log: FastifyBaseLogger
@@ -108,9 +110,9 @@ function safeTerms(terms: readonly string[]): string[] {
   return terms.filter((term) => SAFE_TERM.test(term))
 }
 
-/** Save, recall, read and forget: the rules of ../shared/api-contract.md over the repository and the embedder. */
+/** Save, recall, read and forget: the rules of ../shared/api-contract.md over the store, the recall query and the embedder. */
 export function createMemoryService(deps: MemoryServiceDeps) {
-  const { db, repository, embedder, metrics, log } = deps
+  const { db, store, recallQuery, embedder, metrics, log } = deps
   let embedderDownUntil = 0
   /** Each prepared memory's terms, split once for full-text search and reused by an embedder that takes them. */
   const splitTerms = new WeakMap<PreparedMemory, string[]>()
@@ -229,7 +231,7 @@ export function createMemoryService(deps: MemoryServiceDeps) {
     let memories: NewMemory[]
     try {
       memories = await withEmbeddings(prepared)
-      results = memories.length === 1 ? await repository.insertMany(memories) : await db.transaction((tx) => repository.insertMany(memories, tx))
+      results = memories.length === 1 ? await store.insertMany(memories) : await db.transaction((tx) => store.insertMany(memories, tx))
     } finally {
       ended?.()
     }
@@ -294,7 +296,7 @@ export function createMemoryService(deps: MemoryServiceDeps) {
       const vector = mode === 'text' ? undefined : (await embedWithinBudget([query], [split]))?.[0]
       // Hybrid falls back to full text alone; a caller who asked for vectors only is told to retry.
       if (mode === 'vector' && !vector) throw unavailable('the embedder is unavailable; recall with mode "text" or "hybrid" meanwhile', 10)
-      const rows = await repository.recall({
+      const rows = await recallQuery.recall({
         namespace,
         sessionId,
         mode,
@@ -320,18 +322,18 @@ export function createMemoryService(deps: MemoryServiceDeps) {
       return outcome
     },
 
-    get: (id: string): Promise<Memory | undefined> => repository.get(id),
-    list: (params: ListParams) => repository.list(params.sessionId === undefined ? params : { ...params, sessionId: normalizeText(params.sessionId) }),
+    get: (id: string): Promise<Memory | undefined> => store.get(id),
+    list: (params: ListParams) => store.list(params.sessionId === undefined ? params : { ...params, sessionId: normalizeText(params.sessionId) }),
     /**
      * Deletes one memory and audits it in the same transaction; answers its namespace, or undefined when it
      * is missing or outside `by.allows` (the two look the same to the caller).
      */
     delete: (id: string, by: Deleter = UNNAMED_DELETER): Promise<string | undefined> =>
       db.transaction(async (tx) => {
-        const namespace = await repository.lockNamespaceOf(id, tx)
+        const namespace = await store.lockNamespaceOf(id, tx)
         if (namespace === undefined || (by.allows && !by.allows(namespace))) return undefined
-        await repository.delete(id, tx)
-        await repository.recordDeletion({ keyName: by.keyName, keyScopes: by.scopes, namespace, memoryId: id, count: 1 }, tx)
+        await store.delete(id, tx)
+        await store.recordDeletion({ keyName: by.keyName, keyScopes: by.scopes, namespace, memoryId: id, count: 1 }, tx)
         return namespace
       }).then(async (namespace) => {
         // After the commit, before the answer: no recall cached earlier can return the deleted memory.
@@ -343,14 +345,14 @@ export function createMemoryService(deps: MemoryServiceDeps) {
     deleteMany: (namespace: string, sessionId?: string, by: Deleter = UNNAMED_DELETER): Promise<number> =>
       db.transaction(async (tx) => {
         const session = sessionId === undefined ? undefined : normalizeText(sessionId)
-        const count = await repository.deleteMany(namespace, session, tx)
-        await repository.recordDeletion({ keyName: by.keyName, keyScopes: by.scopes, namespace, sessionId: session, count }, tx)
+        const count = await store.deleteMany(namespace, session, tx)
+        await store.recordDeletion({ keyName: by.keyName, keyScopes: by.scopes, namespace, sessionId: session, count }, tx)
         return count
       }).then(async (count) => {
         if (count > 0) await deps.recallCache?.invalidate([namespace])
         return count
       }),
-    sessions: (namespace: string, limit: number) => repository.sessions(namespace, limit)
+    sessions: (namespace: string, limit: number) => store.sessions(namespace, limit)
   }
 }
 

@@ -1,9 +1,9 @@
 import type { FastifyBaseLogger } from 'fastify'
 import type { SageMetrics } from '../metrics/sage-metrics.js'
-import type { MemoryRepository } from './memory-repository.js'
+import type { VectorBacklog } from './vector-backlog.js'
 
 export interface VectorIndexerOptions {
-  repository: Pick<MemoryRepository, 'indexBacklog' | 'countVectorBacklog' | 'analyze' | 'sweepOrphanVectors' | 'tidy'>
+  backlog: VectorBacklog
   metrics: SageMetrics
   log: FastifyBaseLogger
   batchSize: number
@@ -33,7 +33,7 @@ const RETRY_MS = 2_000
  */
 const ANALYZE_GROWTH = 0.2
 const ANALYZE_MIN_GROWTH = 1_000
-/** Once this many vectors were indexed, the next emptied backlog is tidied (see MemoryRepository.tidy). */
+/** Once this many vectors were indexed, the next emptied backlog is tidied (see VectorBacklog.tidy). */
 const TIDY_AFTER_INDEXED = 1_000
 /** How often the vectors of deleted memories that raced an indexing round are swept (a scan of the graph's table). */
 const SWEEP_EVERY_MS = 60 * 60_000
@@ -55,7 +55,7 @@ const ARRIVAL_WINDOW_MS = 1_000
  * transaction each. Every replica runs one; they share the work through SKIP LOCKED.
  */
 export function createVectorIndexer(options: VectorIndexerOptions) {
-  const { repository, metrics, log } = options
+  const { backlog, metrics, log } = options
   let stopped = true
   let loop: Promise<void> | undefined
   let wake: (() => void) | undefined
@@ -127,7 +127,7 @@ export function createVectorIndexer(options: VectorIndexerOptions) {
   async function refreshGauge(force: boolean): Promise<void> {
     if (!force && Date.now() - countedAt < COUNT_EVERY_MS) return
     countedAt = Date.now()
-    metrics.vectorBacklog.set(await repository.countVectorBacklog())
+    metrics.vectorBacklog.set(await backlog.countVectorBacklog())
   }
 
   /** Waits while saves are arriving, unless too many vectors wait already (and indexing can keep up with them). */
@@ -153,7 +153,7 @@ export function createVectorIndexer(options: VectorIndexerOptions) {
       if (yielding) await yieldToSaves(going)
       if (!going()) break
       const started = performance.now()
-      const { taken, indexed } = await repository.indexBacklog(options.batchSize)
+      const { taken, indexed } = await backlog.indexBacklog(options.batchSize)
       // A full batch's time is the indexing rate; a short one's is mostly the transaction's fixed cost.
       if (taken === options.batchSize) {
         const rate = (taken * 1000) / Math.max(1, performance.now() - started)
@@ -165,14 +165,14 @@ export function createVectorIndexer(options: VectorIndexerOptions) {
       indexedSinceAnalyze += indexed
       indexedSinceTidy += indexed
       if (indexedSinceAnalyze >= Math.max(ANALYZE_MIN_GROWTH, analyzedSize * ANALYZE_GROWTH)) {
-        analyzedSize = await repository.analyze()
+        analyzedSize = await backlog.analyze()
         indexedSinceAnalyze = 0
       }
       await refreshGauge(taken < options.batchSize)
       if (taken < options.batchSize) {
         if (indexedSinceTidy >= TIDY_AFTER_INDEXED) {
           indexedSinceTidy = 0
-          await repository.tidy()
+          await backlog.tidy()
         }
         break
       }
@@ -183,7 +183,7 @@ export function createVectorIndexer(options: VectorIndexerOptions) {
   async function sweepWhenDue(): Promise<void> {
     if (Date.now() - sweptAt < SWEEP_EVERY_MS) return
     sweptAt = Date.now()
-    const swept = await repository.sweepOrphanVectors()
+    const swept = await backlog.sweepOrphanVectors()
     if (swept > 0) log.info({ swept }, 'removed vectors of memories deleted while they were being indexed')
   }
 

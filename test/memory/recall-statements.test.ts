@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import type { Queryable, QueryResult } from '../../src/db/database.js'
-import { createMemoryRepository } from '../../src/memory/memory-repository.js'
+import { createRecallQuery } from '../../src/memory/recall-query.js'
 
 // Recall sends its vector and text statements at once; these tests watch how, over a store that fails on cue.
 
@@ -23,9 +23,9 @@ test('a recall whose vector side fails while the term statistics load rejects, w
       },
       async exec() {}
     }
-    const repository = createMemoryRepository(db, 4)
+    const recallQuery = createRecallQuery(db, 4)
     await assert.rejects(
-      repository.recall({ namespace: 'ns', mode: 'hybrid', k: 5, vector: [1, 0, 0, 0], terms: ['ledger', 'export'] }),
+      recallQuery.recall({ namespace: 'ns', mode: 'hybrid', k: 5, vector: [1, 0, 0, 0], terms: ['ledger', 'export'] }),
       /connection terminated/
     )
     await new Promise((resolve) => setTimeout(resolve, 100))
@@ -56,8 +56,8 @@ test('a namespace of at most exactSearchMaxRows memories is searched exactly, a 
     },
     async exec() {}
   }
-  const repository = createMemoryRepository(db, 4, { exactSearchMaxRows: 5 })
-  const recall = (namespace: string) => repository.recall({ namespace, mode: 'vector', k: 5, vector: [1, 0, 0, 0], terms: [] })
+  const recallQuery = createRecallQuery(db, 4, { exactSearchMaxRows: 5 })
+  const recall = (namespace: string) => recallQuery.recall({ namespace, mode: 'vector', k: 5, vector: [1, 0, 0, 0], terms: [] })
   await recall('small')
   await recall('big')
   await recall('small')
@@ -65,6 +65,6 @@ test('a namespace of at most exactSearchMaxRows memories is searched exactly, a 
   assert.deepEqual(vectorSources, ['exact', 'graph', 'exact', 'graph'])
   assert.deepEqual(counted, ['small', 'big'], 'each namespace counted once within the minute')
   // Text mode needs no count: it never searches vectors.
-  await repository.recall({ namespace: 'other', mode: 'text', k: 5, terms: ['ledger'] })
+  await recallQuery.recall({ namespace: 'other', mode: 'text', k: 5, terms: ['ledger'] })
   assert.deepEqual(counted, ['small', 'big'])
 })

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, test } from 'node:test'
 import type { FastifyInstance } from 'fastify'
-import { SELECTIVE_TERM_ROWS } from '../../src/memory/memory-repository.js'
+import { SELECTIVE_TERM_ROWS } from '../../src/memory/recall-query.js'
 import { searchTerms } from '../../src/memory/memory-service.js'
 import { backends, buildTestApp, type TestStore } from '../helper.js'
 

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, test } from 'node:test'
-import { tsvectorLiteral } from '../../src/memory/memory-repository.js'
+import { tsvectorLiteral } from '../../src/memory/memory-store.js'
 import { searchTerms } from '../../src/memory/memory-service.js'
 import { backends, type TestStore } from '../helper.js'
 

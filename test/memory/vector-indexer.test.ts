@@ -7,7 +7,7 @@ import { vectorParam } from '../../src/db/vector-param.js'
 import { LexicalEmbedder } from '../../src/embedder/lexical-embedder.js'
 import { OpenAIEmbedder } from '../../src/embedder/openai-embedder.js'
 import { rebindEmbedder } from '../../src/memory/embedder-binding.js'
-import { createMemoryRepository } from '../../src/memory/memory-repository.js'
+import { createVectorBacklog } from '../../src/memory/vector-backlog.js'
 import { createVectorIndexer } from '../../src/memory/vector-indexer.js'
 import { createSageMetrics } from '../../src/metrics/sage-metrics.js'
 import { backends, buildTestApp, useTestApp, type TestStore } from '../helper.js'
@@ -208,9 +208,9 @@ for (const backend of backends()) {
         ids.push(...await saveBatch(ns, Array.from({ length: 505 }, (_, i) => ({ content: `tidy round memory ${start + i} about ledger export ${i % 7}` }))))
       }
       const tidied: string[] = []
-      const repository = createMemoryRepository(suite.store.db, 384)
+      const backlog = createVectorBacklog(suite.store.db)
       const indexer = createVectorIndexer({
-        repository: { ...repository, tidy: async () => { tidied.push('tidy'); await repository.tidy() } },
+        backlog: { ...backlog, tidy: async () => { tidied.push('tidy'); await backlog.tidy() } },
         metrics: createSageMetrics(),
         log: suite.app.log,
         batchSize: 200,
@@ -314,7 +314,7 @@ for (const backend of backends()) {
           await waitFor('the indexing round to wait at its insert', () => waitingOn(blocker, '%INSERT INTO memory_vectors%'), 5_000)
           // (inject starts its request only when awaited: the promise starts it now)
           deleting = Promise.resolve(suite.app.inject({ method: 'DELETE', url: by === 'id' ? `/v1/memories/${id}` : `/v1/memories?namespace=${ns}` }))
-          // The delete's first statement locks the backlog entries (memory-repository.ts, AWAIT_INDEXING_OF_*).
+          // The delete's first statement locks the backlog entries (memory-store.ts, AWAIT_INDEXING_OF_*).
           const lockingStatement = by === 'id' ? 'SELECT id FROM vector_backlog WHERE id = $1 FOR UPDATE' : '%FOR UPDATE OF b'
           await waitFor('the delete to wait for the backlog entry', () => waitingOn(blocker, lockingStatement), 5_000)
           await blocker.query('ROLLBACK')
@@ -515,7 +515,7 @@ describe('vector indexer yielding to saves', () => {
         backlog += n
       },
       backlog: () => backlog,
-      repository: {
+      vectorBacklog: {
         async indexBacklog(limit: number) {
           rounds.push(performance.now())
           if (roundMs > 0) await new Promise((resolve) => setTimeout(resolve, roundMs))
@@ -544,7 +544,7 @@ describe('vector indexer yielding to saves', () => {
 
   const start = (store: ReturnType<typeof fakeStore>, maxDeferred: number, overloadMaxWaitMs?: number) => {
     const indexer = createVectorIndexer({
-      repository: store.repository,
+      backlog: store.vectorBacklog,
       metrics: createSageMetrics(),
       log: Fastify({ logger: false }).log,
       batchSize: 10,

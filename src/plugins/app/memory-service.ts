@@ -3,7 +3,9 @@ import { createCachingEmbedder } from '../../cache/caching-embedder.js'
 import { createRecallCache } from '../../cache/recall-cache.js'
 import { createEmbeddingBackfill, type EmbeddingBackfill } from '../../memory/embedding-backfill.js'
 import { bindEmbedder } from '../../memory/embedder-binding.js'
-import { createMemoryRepository } from '../../memory/memory-repository.js'
+import { createMemoryStore } from '../../memory/memory-store.js'
+import { createRecallQuery } from '../../memory/recall-query.js'
+import { createVectorBacklog } from '../../memory/vector-backlog.js'
 import { createMemoryService, type MemoryService } from '../../memory/memory-service.js'
 import { createVectorIndexer, type VectorIndexer } from '../../memory/vector-indexer.js'
 import { registerPoolGauge } from '../../metrics/sage-metrics.js'
@@ -24,14 +26,15 @@ export default fp<{ backfill?: boolean; vectorIndexer?: boolean }>(
   async (fastify, options) => {
     const { db, embedder, metrics, config } = fastify
     await bindEmbedder(db, embedder)
-    const repository = createMemoryRepository(db, embedder.dimension, { exactSearchMaxRows: config.RECALL_EXACT_MAX_MEMORIES })
+    const store = createMemoryStore(db)
+    const recallQuery = createRecallQuery(db, embedder.dimension, { exactSearchMaxRows: config.RECALL_EXACT_MAX_MEMORIES })
     // Shared through Redis when it is configured. Without it, only the embedded store caches recalls in process:
     // replicas sharing a Postgres could not see each other's deletes, and a recall must never return a deleted memory.
     const recallCache = fastify.redis || db.kind === 'pglite' ? createRecallCache({ redis: fastify.redis, ttlSeconds: config.CACHE_TTL_SECONDS, metrics }) : undefined
     if (recallCache) fastify.addHook('onClose', async () => recallCache.close())
     else fastify.log.info('recalls are not cached: Postgres without REDIS_URL may have replicas whose deletes this process cannot see')
     const vectorIndexer = createVectorIndexer({
-      repository,
+      backlog: createVectorBacklog(db),
       metrics,
       log: fastify.log,
       batchSize: db.kind === 'pglite' ? Math.min(config.VECTOR_INDEX_BATCH_SIZE, PGLITE_MAX_INDEX_BATCH) : config.VECTOR_INDEX_BATCH_SIZE,
@@ -45,7 +48,8 @@ export default fp<{ backfill?: boolean; vectorIndexer?: boolean }>(
 
     const memories = createMemoryService({
         db,
-        repository,
+        store,
+        recallQuery,
         embedder: embedder.local ? embedder : createCachingEmbedder(embedder, { redis: fastify.redis, ttlSeconds: config.EMBEDDING_CACHE_TTL_SECONDS, metrics }),
         recallCache,
         metrics,
@@ -60,10 +64,11 @@ export default fp<{ backfill?: boolean; vectorIndexer?: boolean }>(
 
     const backfill = createEmbeddingBackfill({
       // Vectors filled in change what recalls find, in any namespace.
-      repository: {
-        ...repository,
+      store: {
+        unembedded: store.unembedded,
+        countUnembedded: store.countUnembedded,
         async setEmbeddings(updates, embedderId) {
-          const updated = await repository.setEmbeddings(updates, embedderId)
+          const updated = await store.setEmbeddings(updates, embedderId)
           if (updated > 0) await recallCache?.invalidateAll()
           return updated
         }

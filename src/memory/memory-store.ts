@@ -1,0 +1,339 @@
+import type { Queryable } from '../db/database.js'
+import { textArrayParam, timestamptzArrayParam, uuidArrayParam } from '../db/array-params.js'
+import { vectorArrayParam, vectorTypeOid } from '../db/vector-param.js'
+import { validationError } from '../errors.js'
+import type { Memory, Role, SaveResult } from './memory-schemas.js'
+
+/** A memory ready to be written: validated, normalised, its ids assigned and its terms computed. */
+export interface NewMemory {
+  id: string
+  namespace: string
+  session_id: string | null
+  role: Role
+  content: string
+  metadata: Record<string, unknown>
+  tags: string[]
+  source_id: string | null
+  idempotency_key: string | null
+  created_at: Date
+  /** Space-separated terms from the shared tokenizer. */
+  search_terms: string
+  embedding: number[] | null
+  embedder: string | null
+}
+
+export interface ListParams {
+  namespace: string
+  sessionId?: string
+  role?: Role
+  limit: number
+  cursor?: string
+}
+
+export interface DeletionRecord {
+  keyName: string | null
+  keyScopes: readonly string[]
+  namespace: string
+  memoryId?: string
+  sessionId?: string
+  count: number
+}
+
+export interface SessionSummary {
+  session_id: string
+  count: number
+  first_at: string
+  last_at: string
+}
+
+/** What to_tsvector keeps of a lexeme's positions: each at most 16,383, and the first 255 (MAXNUMPOS - 1) of them. */
+const MAX_TSVECTOR_POSITION = 16_383
+const MAX_POSITIONS_PER_LEXEME = 255
+
+/**
+ * The tsvector that `to_tsvector('simple', searchTerms)` gives, as a literal Postgres only has to read: each term
+ * with its positions. Parsing the text with to_tsvector was 12-18% of Postgres's CPU per saved memory, for terms
+ * Sage's tokenizer had already split (letters and digits only, see memory-service.ts); a test holds the two equal.
+ */
+export function tsvectorLiteral(searchTerms: string): string {
+  // A term seen once (most of them) keeps its one position as a number: no array for it.
+  const positions = new Map<string, number | number[]>()
+  let position = 0
+  for (let start = 0; start <= searchTerms.length;) {
+    let end = searchTerms.indexOf(' ', start)
+    if (end === -1) end = searchTerms.length
+    if (end > start) {
+      const term = searchTerms.slice(start, end)
+      position = Math.min(position + 1, MAX_TSVECTOR_POSITION)
+      const seen = positions.get(term)
+      if (seen === undefined) positions.set(term, position)
+      else if (typeof seen === 'number') {
+        if (seen !== position) positions.set(term, [seen, position])
+      } else if (seen.length < MAX_POSITIONS_PER_LEXEME && seen[seen.length - 1] !== position) seen.push(position)
+    }
+    start = end + 1
+  }
+  // Joined, not appended: a string grown by += is a rope that writing it into the query parameter must flatten.
+  const lexemes = new Array<string>(positions.size)
+  let index = 0
+  for (const [term, at] of positions) {
+    const quoted = term.includes("'") || term.includes('\\') ? term.replaceAll('\\', '\\\\').replaceAll("'", "''") : term
+    lexemes[index++] = `'${quoted}':${typeof at === 'number' ? at : at.join(',')}`
+  }
+  return lexemes.join(' ')
+}
+
+/**
+ * A delete first locks the memories' backlog entries, in a statement of its own: an indexing round that holds one
+ * is waited for, and the delete that follows, with a fresh snapshot, sees (and removes) the vector it inserted.
+ * Rounds skip the entries a delete holds (SKIP LOCKED). Both lock the backlog before anything else: no deadlock.
+ */
+const AWAIT_INDEXING_OF_ONE = 'SELECT id FROM vector_backlog WHERE id = $1 FOR UPDATE'
+const AWAIT_INDEXING_OF_MANY = 'SELECT b.id FROM vector_backlog b JOIN memories m ON m.id = b.id WHERE m.namespace = $1'
+
+/** For a statement whose CTE `gone` returns the ids of deleted memories: their vectors go in the same statement. */
+const DELETE_VECTORS_OF_GONE = `gone_listed AS (DELETE FROM vector_backlog WHERE id IN (SELECT id FROM gone)),
+         gone_indexed AS (DELETE FROM memory_vectors WHERE id IN (SELECT id FROM gone))`
+
+export const MEMORY_COLUMNS = 'id, namespace, session_id, role, content, metadata, tags, source_id, created_at'
+
+export interface MemoryRow {
+  id: string
+  namespace: string
+  session_id: string | null
+  role: Role
+  content: string
+  metadata: Record<string, unknown>
+  tags: string[]
+  source_id: string | null
+  created_at: Date | string
+}
+
+const toIso = (value: Date | string) => (value instanceof Date ? value : new Date(value)).toISOString()
+
+export function toMemory(row: MemoryRow): Memory {
+  return {
+    id: row.id,
+    namespace: row.namespace,
+    session_id: row.session_id,
+    role: row.role,
+    content: row.content,
+    metadata: row.metadata ?? {},
+    tags: row.tags ?? [],
+    source_id: row.source_id,
+    created_at: toIso(row.created_at)
+  }
+}
+
+/** The memories table's reads and writes, parameterised, written once for Postgres and PGlite. */
+export function createMemoryStore(db: Queryable) {
+  let knownVectorOid: number | undefined
+  /**
+   * The vector type's oid, which a vector[] parameter names; read once, through `via`. Only the answer is shared,
+   * not a read in flight: inside a PGlite transaction, a read on the store itself would wait for it to end.
+   */
+  const vectorOid = async (via: Queryable = db): Promise<number> => (knownVectorOid ??= await vectorTypeOid((sql) => via.query(sql)))
+
+  return {
+    /**
+     * Inserts the memories that are new and finds the first ids of those that are not (same source_id
+     * or idempotency key in the namespace). Results follow input order. Pass a transaction handle to
+     * make it part of a larger all-or-nothing write.
+     */
+    async insertMany(memories: readonly NewMemory[], tx: Queryable = db): Promise<SaveResult[]> {
+      if (memories.length === 0) return []
+      // One statement: the memory and its place in the vector backlog (see migrations/003) are written together.
+      const inserted = await tx.query<{ id: string }>(
+        `WITH inserted AS (
+         INSERT INTO memories (id, namespace, session_id, role, content, metadata, tags, source_id, idempotency_key,
+                               created_at, search_terms, embedding, embedder)
+         SELECT u.id, u.namespace, u.session_id, u.role, u.content, u.metadata::jsonb,
+                ARRAY(SELECT jsonb_array_elements_text(u.tags::jsonb)), u.source_id, u.idempotency_key,
+                u.created_at, u.terms::tsvector, u.embedding, u.embedder
+         FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],
+                     $9::text[], $10::timestamptz[], $11::text[], $12::vector[], $13::text[])
+              AS u(id, namespace, session_id, role, content, metadata, tags, source_id, idempotency_key,
+                   created_at, terms, embedding, embedder)
+         ON CONFLICT DO NOTHING
+         RETURNING id, embedding IS NOT NULL AS embedded),
+         listed AS (INSERT INTO vector_backlog (id) SELECT id FROM inserted WHERE embedded)
+         SELECT id FROM inserted`,
+        [
+          uuidArrayParam(memories.map((m) => m.id)),
+          textArrayParam(memories.map((m) => m.namespace)),
+          textArrayParam(memories.map((m) => m.session_id)),
+          textArrayParam(memories.map((m) => m.role)),
+          textArrayParam(memories.map((m) => m.content)),
+          textArrayParam(memories.map((m) => JSON.stringify(m.metadata))),
+          textArrayParam(memories.map((m) => JSON.stringify(m.tags))),
+          textArrayParam(memories.map((m) => m.source_id)),
+          textArrayParam(memories.map((m) => m.idempotency_key)),
+          timestamptzArrayParam(memories.map((m) => m.created_at)),
+          textArrayParam(memories.map((m) => tsvectorLiteral(m.search_terms))),
+          vectorArrayParam(memories.map((m) => m.embedding), await vectorOid(tx)),
+          textArrayParam(memories.map((m) => (m.embedding ? m.embedder : null)))
+        ],
+        { prepare: true }
+      )
+      const created = new Set(inserted.rows.map((row) => row.id))
+      if (created.size === memories.length) return memories.map((m) => ({ id: m.id, created: true }))
+
+      // The rest collided with an earlier save (maybe earlier in this very batch), or are that save itself
+      // written again (a replayed queue entry keeps its ids): answer with the stored one's id.
+      const duplicates = memories.filter((m) => !created.has(m.id))
+      const existing = await tx.query<{ id: string; namespace: string; source_id: string | null; idempotency_key: string | null }>(
+        `SELECT id, namespace, source_id, idempotency_key FROM memories
+         WHERE (namespace, source_id) IN (SELECT * FROM unnest($1::text[], $2::text[]))
+            OR (namespace, idempotency_key) IN (SELECT * FROM unnest($3::text[], $4::text[]))
+            OR id = ANY($5::uuid[])`,
+        [
+          duplicates.filter((m) => m.source_id).map((m) => m.namespace),
+          duplicates.filter((m) => m.source_id).map((m) => m.source_id),
+          duplicates.filter((m) => m.idempotency_key).map((m) => m.namespace),
+          duplicates.filter((m) => m.idempotency_key).map((m) => m.idempotency_key),
+          duplicates.map((m) => m.id)
+        ]
+      )
+      const stored = new Set(existing.rows.map((row) => row.id))
+      const byKey = new Map<string, string>()
+      const bySource = new Map<string, string>()
+      for (const row of existing.rows) {
+        if (row.idempotency_key) byKey.set(`${row.namespace}\u0000${row.idempotency_key}`, row.id)
+        if (row.source_id) bySource.set(`${row.namespace}\u0000${row.source_id}`, row.id)
+      }
+      return memories.map((m) => {
+        if (created.has(m.id)) return { id: m.id, created: true }
+        const id =
+          (stored.has(m.id) && m.id) ||
+          (m.idempotency_key && byKey.get(`${m.namespace}\u0000${m.idempotency_key}`)) ||
+          (m.source_id && bySource.get(`${m.namespace}\u0000${m.source_id}`))
+        // Only a row deleted between our insert and this read gets here; the caller may retry.
+        if (!id) throw new Error(`memory ${m.id} collided with a row that no longer exists`)
+        return { id, created: false }
+      })
+    },
+
+    async get(id: string): Promise<Memory | undefined> {
+      const { rows } = await db.query<MemoryRow>(`SELECT ${MEMORY_COLUMNS} FROM memories WHERE id = $1`, [id])
+      return rows[0] && toMemory(rows[0])
+    },
+
+    async list(params: ListParams): Promise<{ items: Memory[]; next_cursor: string | null }> {
+      const values: unknown[] = [params.namespace]
+      const where = ['namespace = $1']
+      if (params.sessionId !== undefined) where.push(`session_id = $${values.push(params.sessionId)}`)
+      if (params.role !== undefined) where.push(`role = $${values.push(params.role)}`)
+      if (params.cursor !== undefined) {
+        const [at, id] = decodeCursor(params.cursor)
+        where.push(`(created_at, id) < ($${values.push(at)}::timestamptz, $${values.push(id)}::uuid)`)
+      }
+      const { rows } = await db.query<MemoryRow>(
+        `SELECT ${MEMORY_COLUMNS} FROM memories WHERE ${where.join(' AND ')}
+         ORDER BY created_at DESC, id DESC LIMIT $${values.push(params.limit + 1)}`,
+        values
+      )
+      const items = rows.slice(0, params.limit).map(toMemory)
+      const last = items.at(-1)
+      return { items, next_cursor: rows.length > params.limit && last ? encodeCursor(last.created_at, last.id) : null }
+    },
+
+    /** Deletes one memory; answers its namespace so the caller can invalidate what depends on it. */
+    async delete(id: string, tx: Queryable = db): Promise<string | undefined> {
+      await tx.query(AWAIT_INDEXING_OF_ONE, [id])
+      const { rows } = await tx.query<{ namespace: string }>(
+        `WITH gone AS (DELETE FROM memories WHERE id = $1 RETURNING id, namespace), ${DELETE_VECTORS_OF_GONE}
+         SELECT namespace FROM gone`,
+        [id]
+      )
+      return rows[0]?.namespace
+    },
+
+    /** The namespace of one memory, its row locked until the transaction `tx` ends (check, then delete). */
+    async lockNamespaceOf(id: string, tx: Queryable): Promise<string | undefined> {
+      const { rows } = await tx.query<{ namespace: string }>('SELECT namespace FROM memories WHERE id = $1 FOR UPDATE', [id])
+      return rows[0]?.namespace
+    },
+
+    async deleteMany(namespace: string, sessionId?: string, tx: Queryable = db): Promise<number> {
+      const session = sessionId === undefined ? '' : 'AND m.session_id = $2'
+      await tx.query(`${AWAIT_INDEXING_OF_MANY} ${session} FOR UPDATE OF b`, sessionId === undefined ? [namespace] : [namespace, sessionId])
+      const { rows } = await tx.query<{ n: number }>(
+        `WITH gone AS (DELETE FROM memories WHERE namespace = $1 ${sessionId === undefined ? '' : 'AND session_id = $2'} RETURNING id),
+         ${DELETE_VECTORS_OF_GONE}
+         SELECT count(*)::int AS n FROM gone`,
+        sessionId === undefined ? [namespace] : [namespace, sessionId]
+      )
+      return rows[0]?.n ?? 0
+    },
+
+    /** One row of the delete audit (migrations/002_delete_audit.sql); pass the delete's transaction. */
+    async recordDeletion(record: DeletionRecord, tx: Queryable = db): Promise<void> {
+      await tx.query(
+        `INSERT INTO delete_audit (key_name, key_scopes, namespace, memory_id, session_id, deleted_count)
+         VALUES ($1, $2::text[], $3, $4, $5, $6)`,
+        [record.keyName, [...record.keyScopes], record.namespace, record.memoryId ?? null, record.sessionId ?? null, record.count]
+      )
+    },
+
+    async sessions(namespace: string, limit: number): Promise<SessionSummary[]> {
+      const { rows } = await db.query<{ session_id: string; count: number; first_at: Date | string; last_at: Date | string }>(
+        `SELECT session_id, count(*)::int AS count, min(created_at) AS first_at, max(created_at) AS last_at
+         FROM memories WHERE namespace = $1 AND session_id IS NOT NULL
+         GROUP BY session_id ORDER BY max(created_at) DESC LIMIT $2`,
+        [namespace, limit]
+      )
+      return rows.map((row) => ({ session_id: row.session_id, count: row.count, first_at: toIso(row.first_at), last_at: toIso(row.last_at) }))
+    },
+
+    /** Memories saved while the embedder was unavailable, oldest first. */
+    async unembedded(limit: number): Promise<Array<{ id: string; content: string }>> {
+      const { rows } = await db.query<{ id: string; content: string }>(
+        'SELECT id, content FROM memories WHERE embedding IS NULL ORDER BY created_at LIMIT $1',
+        [limit]
+      )
+      return rows
+    },
+
+    async countUnembedded(): Promise<number> {
+      const { rows } = await db.query<{ n: number }>('SELECT count(*)::int AS n FROM memories WHERE embedding IS NULL')
+      return rows[0]?.n ?? 0
+    },
+
+    async setEmbeddings(updates: ReadonlyArray<{ id: string; embedding: number[] }>, embedderId: string): Promise<number> {
+      if (updates.length === 0) return 0
+      const { rows } = await db.query<{ n: number }>(
+        `WITH updated AS (
+           UPDATE memories AS m SET embedding = u.embedding, embedder = $3
+           FROM unnest($1::uuid[], $2::vector[]) AS u(id, embedding)
+           WHERE m.id = u.id AND m.embedding IS NULL
+           RETURNING m.id),
+         listed AS (INSERT INTO vector_backlog (id) SELECT id FROM updated ON CONFLICT DO NOTHING)
+         SELECT count(*)::int AS n FROM updated`,
+        [updates.map((u) => u.id), vectorArrayParam(updates.map((u) => u.embedding), await vectorOid()), embedderId]
+      )
+      return rows[0]?.n ?? 0
+    }
+  }
+}
+
+export type MemoryStore = ReturnType<typeof createMemoryStore>
+
+export function encodeCursor(createdAt: string, id: string): string {
+  return Buffer.from(JSON.stringify([createdAt, id])).toString('base64url')
+}
+
+export function decodeCursor(cursor: string): [string, string] {
+  try {
+    const value: unknown = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'))
+    if (
+      Array.isArray(value) && value.length === 2 &&
+      typeof value[0] === 'string' && !Number.isNaN(Date.parse(value[0])) &&
+      typeof value[1] === 'string' && /^[0-9a-f-]{36}$/i.test(value[1])
+    ) {
+      return [value[0], value[1]]
+    }
+  } catch {
+    // fall through to the 400 below
+  }
+  throw validationError('cursor is not one this service gave out')
+}
