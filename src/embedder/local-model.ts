@@ -105,7 +105,8 @@ export async function loadLocalModel(options: LocalModelOptions, onProgress?: (i
   }
   // Loaded on demand: a service with another embedder never loads ONNX Runtime.
   const { env, LogLevel, pipeline } = await import('@huggingface/transformers')
-  env.logLevel = LogLevel.ERROR
+  // Its failures reach the caller as errors, with their messages; the library's own log would only repeat them.
+  env.logLevel = LogLevel.NONE
   env.cacheDir = resolve(options.cacheDir)
   // Hub ids resolve to the cache itself, never to a folder inside the library's installation.
   env.localModelPath = env.cacheDir

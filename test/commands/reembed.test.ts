@@ -1,17 +1,14 @@
 import assert from 'node:assert/strict'
-import { execFile } from 'node:child_process'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, test } from 'node:test'
-import { promisify } from 'node:util'
-import { REPO_ROOT } from '../helper.js'
-import { startSage, type SageProcess } from '../support/sage-process.js'
+import { runSage, startSage, type SageProcess } from '../support/sage-process.js'
 import { writeTestModel, type TestModel } from '../support/test-model.js'
 import { waitFor } from '../support/wait-for.js'
 
-const run = promisify(execFile)
-const CLI = join(REPO_ROOT, 'dist/src/cli.js')
+/** A start creates and migrates an embedded store and loads a model: on a loaded 2-core machine, tens of seconds. */
+const START_TIMEOUT_MS = 120_000
 
 let work: string
 let model: TestModel
@@ -28,29 +25,26 @@ test('sage-memory reembed moves a store from the lexical embedder to a local mod
   const data = { SAGE_DATA_DIR: join(work, 'data') }
   const local = { ...data, EMBEDDING_PROVIDER: 'local', EMBEDDING_MODEL: model.dir, BACKFILL_INTERVAL_MS: '100' }
 
-  const lexical = await startSage(data)
+  const lexical = await startSage(data, START_TIMEOUT_MS)
   try {
     assert.equal((await post(lexical, '/v1/memories', { namespace: 'ops', content: 'Rotate the API keys monthly' })).status, 201)
   } finally {
     assert.equal(await lexical.stop(), 0, lexical.output())
   }
 
-  const refused = await run(process.execPath, [CLI, 'serve'], { env: { PATH: process.env.PATH ?? '', ...local, PORT: '0' } }).then(
-    () => assert.fail('a store of lexical vectors must not be served with a local model'),
-    (error: { code: number; stderr: string }) => error
-  )
-  assert.equal(refused.code, 1)
+  const refused = await runSage(['serve'], { ...local, PORT: '0' }, START_TIMEOUT_MS)
+  assert.equal(refused.code, 1, 'a store of lexical vectors must not be served with a local model')
   assert.match(refused.stderr, /embedded by "lexical-v1\/384".*sage-memory reembed/s)
 
-  const { stdout } = await run(process.execPath, [CLI, 'reembed'], { env: { PATH: process.env.PATH ?? '', ...local } })
+  const { stdout } = await runSage(['reembed'], local)
   assert.match(stdout, new RegExp(`store now bound to local:${model.dir}:fp32:mean/24; 1 memories will be re-embedded`))
 
-  const sage = await startSage(local)
+  const sage = await startSage(local, START_TIMEOUT_MS)
   try {
     const found = await waitFor('the memory re-embedded and found by meaning', async () => {
       const res = await post(sage, '/v1/recall', { namespace: 'ops', query: 'how often do we renew credentials', mode: 'vector', k: 1 })
       return res.status === 200 && ((await res.json()) as { results: unknown[] }).results.length === 1
-    })
+    }, START_TIMEOUT_MS)
     assert.ok(found)
   } finally {
     assert.equal(await sage.stop(), 0, sage.output())

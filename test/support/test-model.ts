@@ -42,15 +42,12 @@ export interface TestModel {
   dimension: number
 }
 
-/** Deterministic pseudo-random numbers (mulberry32), so every run writes the same model. */
-function random(seed: number): () => number {
-  let state = seed >>> 0
+/** Deterministic numbers in [-1, 1), so every run writes the same model: the fraction of a large sine, a shader's hash. */
+function numbers(seed: number): () => number {
+  let n = seed
   return () => {
-    state = (state + 0x6d2b79f5) >>> 0
-    let t = state
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
+    const x = Math.sin(n++) * 43_758.5453
+    return (x - Math.floor(x)) * 2 - 1
   }
 }
 
@@ -59,16 +56,16 @@ function vocabulary(): string[] {
 }
 
 function embeddingTable(words: readonly string[], dimension: number): Float32Array {
-  const next = random(20_241_121)
-  const conceptRows = CONCEPTS.map(() => Array.from({ length: dimension }, () => next() * 2 - 1))
-  const fillerRow = Array.from({ length: dimension }, () => (next() * 2 - 1) * 0.05)
-  const unknownRow = Array.from({ length: dimension }, () => (next() * 2 - 1) * 0.2)
+  const next = numbers(20_241_121)
+  const conceptRows = CONCEPTS.map(() => Array.from({ length: dimension }, next))
+  const fillerRow = Array.from({ length: dimension }, () => next() * 0.05)
+  const unknownRow = Array.from({ length: dimension }, () => next() * 0.2)
   const table = new Float32Array(words.length * dimension)
   words.forEach((word, id) => {
     const concept = CONCEPTS.findIndex((group) => group.includes(word))
     const row = concept >= 0 ? conceptRows[concept]! : FILLER.includes(word) ? fillerRow : word === '[UNK]' ? unknownRow : undefined
     // A little of each word's own direction: words of one concept are close, not identical.
-    const own = Array.from({ length: dimension }, () => (next() * 2 - 1) * 0.1)
+    const own = Array.from({ length: dimension }, () => next() * 0.1)
     if (row) for (let d = 0; d < dimension; d++) table[id * dimension + d] = row[d]! + (concept >= 0 ? own[d]! : 0)
   })
   return table
