@@ -3,6 +3,7 @@ import type { Command } from './commands/command.js'
 import { hooks } from './commands/hooks.js'
 import { importCommand } from './commands/import.js'
 import { migrate } from './commands/migrate.js'
+import { models } from './commands/models.js'
 import { queue } from './commands/queue.js'
 import { reembed } from './commands/reembed.js'
 import { serve } from './commands/serve.js'
@@ -14,7 +15,8 @@ const COMMANDS: Record<string, Command> = {
   reembed,
   hooks,
   import: importCommand,
-  queue
+  queue,
+  models
 }
 
 function usage(): string {
