@@ -81,7 +81,12 @@ const memories: FastifyPluginAsyncTypebox = async (fastify) => {
       querystring: DeleteManyQuery,
       response: { 200: DeleteManyResult, ...errors }
     }
-  }, async (request) => ({ deleted: await fastify.memories.deleteMany(request.query.namespace, request.query.session_id, request.access) }))
+  }, async (request) => {
+    const deleted = await fastify.memories.deleteMany(request.query.namespace, request.query.session_id, request.access)
+    // The prompts of a forgotten session are forgotten in its injection traces too.
+    await fastify.injections.store.forgetSession(request.query.namespace, request.query.session_id)
+    return { deleted }
+  })
 
   // By id the namespace is known only after the lookup: one outside the key's scope is a 404 like a missing id.
   fastify.get('/:id', {
@@ -99,6 +104,7 @@ const memories: FastifyPluginAsyncTypebox = async (fastify) => {
   }, async (request, reply) => {
     const namespace = await fastify.memories.delete(request.params.id, request.access)
     if (!namespace) throw notFound()
+    await fastify.injections.store.forgetPromptMemory(request.params.id)
     return reply.code(204).send(null)
   })
 }
