@@ -79,8 +79,8 @@ describe('the page at /ui in a real browser', { skip: !inCi && !existsSync(CHROM
     const { context, page } = await signedIn(SECRETS.admin)
     await page.getByText('key admin').waitFor()
     // The key is kept for this tab only, and never in the address.
-    assert.equal(await page.evaluate(() => sessionStorage.getItem('sage-api-key')), SECRETS.admin)
-    assert.equal(await page.evaluate(() => localStorage.length), 0)
+    assert.equal(await page.evaluate("sessionStorage.getItem('sage-api-key')"), SECRETS.admin)
+    assert.equal(await page.evaluate('localStorage.length'), 0)
     assert.ok(!page.url().includes(SECRETS.admin))
     await page.getByRole('row', { name: /billing/ }).waitFor()
     await shot(page, 'overview')
@@ -144,7 +144,7 @@ describe('the page at /ui in a real browser', { skip: !inCi && !existsSync(CHROM
     await page.setViewportSize({ width: 390, height: 844 })
     await page.goto(`${sage.url}/ui#/injections?ns=billing`)
     await page.locator('li.injection').first().waitFor()
-    const overflow = await page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth)
+    const overflow = await page.evaluate<number>('document.documentElement.scrollWidth - document.documentElement.clientWidth')
     assert.ok(overflow <= 0, `nothing wider than the window (${overflow} px over)`)
     await shot(page, 'narrow-injections')
     await context.close()
@@ -170,7 +170,7 @@ describe('the page at /ui in a real browser', { skip: !inCi && !existsSync(CHROM
     await page.getByLabel('API key').fill('not-a-key-0123456789abcdef')
     await page.getByRole('button', { name: 'Sign in' }).click()
     await page.getByText('Sage does not accept this key.').waitFor()
-    assert.equal(await page.evaluate(() => sessionStorage.length), 0)
+    assert.equal(await page.evaluate('sessionStorage.length'), 0)
     await context.close()
   })
 
