@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 import type { Command } from './commands/command.js'
+import { doctor } from './commands/doctor.js'
 import { hooks } from './commands/hooks.js'
 import { importCommand } from './commands/import.js'
 import { migrate } from './commands/migrate.js'
@@ -14,7 +15,8 @@ const COMMANDS: Record<string, Command> = {
   reembed,
   hooks,
   import: importCommand,
-  queue
+  queue,
+  doctor
 }
 
 function usage(): string {
