@@ -87,10 +87,10 @@ describe('sage-memory doctor against a live Sage', () => {
     const { doctor } = await sandbox(t)
     const wrong = await doctor([], { SAGE_API_KEY: 'not-the-key-0123456789' })
     assert.equal(wrong.code, 1)
-    assert.match(wrong.stdout, /^FAIL  Sage does not accept the key in SAGE_API_KEY\n {6}fix: set SAGE_API_KEY to a key listed in Sage's SAGE_API_KEYS/m)
+    assert.match(wrong.stdout, /^FAIL {2}Sage does not accept the key in SAGE_API_KEY\n {6}fix: set SAGE_API_KEY to a key listed in Sage's SAGE_API_KEYS/m)
     const none = await doctor([], { SAGE_API_KEY: '' })
     assert.equal(none.code, 1)
-    assert.match(none.stdout, /^FAIL  Sage requires an API key and SAGE_API_KEY is not set here\n {6}fix: export SAGE_API_KEY=/m)
+    assert.match(none.stdout, /^FAIL {2}Sage requires an API key and SAGE_API_KEY is not set here\n {6}fix: export SAGE_API_KEY=/m)
     assert.match(none.stdout, /check(s)? fail/)
   })
 
@@ -100,7 +100,7 @@ describe('sage-memory doctor against a live Sage', () => {
     assert.equal((await cli(['hooks', 'install', '--user', '--key-env', 'SAGE_API_KEY'], project, home, env)).code, 0)
     const result = await doctor()
     assert.equal(result.code, 0, result.stdout)
-    assert.match(result.stdout, /^warn  Sage's hooks are installed at 2 levels \(project, user\): each event is saved and injected twice\n {6}fix: keep one: sage-memory hooks uninstall --user$/m)
+    assert.match(result.stdout, /^warn {2}Sage's hooks are installed at 2 levels \(project, user\): each event is saved and injected twice\n {6}fix: keep one: sage-memory hooks uninstall --user$/m)
   })
 
   test('an unreachable Sage, and hooks that point nowhere, fail with the fix', async (t) => {
