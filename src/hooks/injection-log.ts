@@ -1,4 +1,6 @@
 import type { FastifyBaseLogger } from 'fastify'
+import { isConnectionError } from '../db/pg-database.js'
+import { normalizeText } from '../memory/normalize.js'
 import type { RecallHit } from '../memory/memory-schemas.js'
 import type { Injection, InjectionStore, TracedHit } from './injection-store.js'
 
@@ -42,7 +44,7 @@ export function createInjectionLog(options: InjectionLogOptions): InjectionLog {
   let writing: Promise<void> | undefined
   let retryTimer: NodeJS.Timeout | undefined
   const pruneEvery = Math.max(1, Math.min(PRUNE_EVERY_ROWS, Math.ceil(options.maxRows / 10)))
-  let writtenSincePrune = pruneEvery
+  let writtenSincePrune = 0
   let dropped = 0
   let closed = false
 
@@ -64,6 +66,11 @@ export function createInjectionLog(options: InjectionLogOptions): InjectionLog {
       try {
         await store.insertMany(round)
       } catch (error) {
+        // A round the store refuses for what it holds would be refused forever: it is dropped, not retried.
+        if (!isConnectionError(error)) {
+          log.warn({ err: error, dropped: round.length }, 'injection traces refused by the store; dropped')
+          continue
+        }
         // Back in front of what came meanwhile, within the bound.
         pending = [...round, ...pending]
         if (pending.length > MAX_PENDING) {
@@ -95,7 +102,12 @@ export function createInjectionLog(options: InjectionLogOptions): InjectionLog {
     store,
     record(injection) {
       if (closed || options.maxRows === 0) return
-      pending.push(injection)
+      // As saves store text: no NUL or lone surrogate reaches the store.
+      pending.push({
+        ...injection,
+        prompt: injection.prompt === null ? null : normalizeText(injection.prompt),
+        session_id: injection.session_id === null ? null : normalizeText(injection.session_id)
+      })
       if (pending.length > MAX_PENDING) {
         pending.shift()
         dropped++

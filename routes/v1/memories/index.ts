@@ -2,6 +2,7 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from 'typebox'
 import { notFound } from '../../../src/errors.js'
 import { DEFAULT_NAMESPACE } from '../../../src/memory/memory-service.js'
+import { normalizeText } from '../../../src/memory/normalize.js'
 import {
   BatchBody, BatchResult, DeleteManyQuery, DeleteManyResult, ErrorBody, IdParams, ListQuery, ListResult, Memory, MemoryInput, SaveResult
 } from '../../../src/memory/memory-schemas.js'
@@ -83,8 +84,9 @@ const memories: FastifyPluginAsyncTypebox = async (fastify) => {
     }
   }, async (request) => {
     const deleted = await fastify.memories.deleteMany(request.query.namespace, request.query.session_id, request.access)
-    // The prompts of a forgotten session are forgotten in its injection traces too.
-    await fastify.injections.store.forgetSession(request.query.namespace, request.query.session_id)
+    // The prompts of a forgotten session are forgotten in its injection traces too (its id normalised as saves store it).
+    const sessionId = request.query.session_id === undefined ? undefined : normalizeText(request.query.session_id)
+    await fastify.injections.store.forgetSession(request.query.namespace, sessionId)
     return { deleted }
   })
 
