@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 import type { Command } from './commands/command.js'
+import { doctor } from './commands/doctor.js'
 import { hooks } from './commands/hooks.js'
 import { importCommand } from './commands/import.js'
 import { migrate } from './commands/migrate.js'
@@ -16,7 +17,8 @@ const COMMANDS: Record<string, Command> = {
   hooks,
   import: importCommand,
   queue,
-  models
+  models,
+  doctor
 }
 
 function usage(): string {

@@ -66,6 +66,10 @@ export const ConfigSchema = Type.Object({
   HOOK_TOKEN_BUDGET: Type.Integer({ default: 1500, minimum: 50, maximum: 20000, description: 'Tokens of context a hook injects at most' }),
   HOOK_NAMESPACE_MAP: Type.Optional(Type.String({ description: 'cwd prefix to namespace mappings, e.g. "/src/billing=billing,/src/web=web"' })),
 
+  // What the page at /ui shows: the trace of each injection, kept within these bounds.
+  INJECTIONS_MAX_ROWS: Type.Integer({ default: 10000, minimum: 0, maximum: 10000000, description: 'Injection traces kept (GET /v1/injections, the page\'s Injections), newest first; 0 records none' }),
+  INJECTIONS_MAX_AGE_DAYS: Type.Integer({ default: 30, minimum: 1, maximum: 3650, description: 'Injection traces older than this many days are deleted' }),
+
   // Access (issue: keys and scopes).
   SAGE_API_KEYS: Type.Optional(Type.String({ description: 'Keys and their namespace scopes: entries name:secret=scope[,scope][:delete] separated by ";" (secret 16+ chars), e.g. "ci:<secret>=team-a/*;admin:<secret>=*:delete"; see the README' })),
   SAGE_API_KEYS_FILE: Type.Optional(Type.String({ minLength: 1, description: 'File with the same entries, one a line (# comments); re-read on SIGHUP, keeping the last good keys if it is invalid' })),
