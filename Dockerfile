@@ -4,6 +4,8 @@
 FROM node:22-bookworm-slim AS build
 WORKDIR /app
 COPY package.json package-lock.json ./
+# onnxruntime-node's install script would download CUDA libraries; the CPU build Sage uses ships in the package.
+ENV ONNXRUNTIME_NODE_INSTALL=skip
 RUN npm ci --no-audit --no-fund
 COPY tsconfig.json tsconfig.build.json ./
 COPY src ./src
@@ -12,7 +14,7 @@ RUN npm run build
 
 # Runtime stage: production dependencies, the compiled service and its SQL migrations.
 FROM node:22-bookworm-slim AS runtime
-ENV HOST=0.0.0.0 PORT=8765 SAGE_DATA_DIR=/data
+ENV HOST=0.0.0.0 PORT=8765 SAGE_DATA_DIR=/data ONNXRUNTIME_NODE_INSTALL=skip
 WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci --omit=dev --no-audit --no-fund && npm cache clean --force

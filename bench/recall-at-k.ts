@@ -1,4 +1,4 @@
-import { LexicalEmbedder } from '../src/embedder/lexical-embedder.js'
+import type { Embedder } from '../src/embedder/embedder.js'
 import { normalizeText } from '../src/memory/normalize.js'
 
 /** Just enough of pg.Client and PGlite to run the exact search in either. */
@@ -67,16 +67,17 @@ const GRAPH_SETTINGS = ['SET hnsw.ef_search = 100', 'SET hnsw.iterative_scan = r
  * scans off. A returned id counts when it is no farther than the exact k-th neighbour, so ties at the boundary
  * (equal distances, in any order) are not held against the index. With `graphAlone`, the same queries are also
  * asked of the HNSW index over memory_vectors directly (index scans on), and scored against the same exact top k.
+ * The queries are embedded by `options.embedder`, which must be the service's own.
  */
 export async function compareWithExact(
   sql: SqlClient,
   namespace: string,
   answers: readonly ServiceAnswers[],
   k: number,
-  options: { graphAlone?: boolean } = {}
+  options: { graphAlone?: boolean; embedder: Embedder }
 ): Promise<RecallAtK> {
   // The vectors the service made for these queries: the same embedder, over the same normalised text.
-  const embedder = new LexicalEmbedder()
+  const { embedder } = options
   const dims = embedder.dimension
   const vectorType = `vector(${dims})`
   const exactTops: Array<{ literal: string; boundary: number; wanted: number }> = []

@@ -64,6 +64,8 @@ export interface StoreResult {
 
 export interface RunInfo {
   date: string
+  /** The embedder and its embeddings a second, measured alone before the stores. */
+  embedder: string
   command: string
   machine: string
   cores: number
@@ -216,7 +218,7 @@ function storeSection(result: StoreResult, info: RunInfo): string {
 
 function measuredWith(info: RunInfo): string[] {
   return [
-    `Measured ${info.date} on ${info.machine}, Node ${info.node}, ${info.loadSeconds} s a load phase, with:`,
+    `Measured ${info.date} on ${info.machine}, Node ${info.node}, ${info.loadSeconds} s a load phase, embedder ${info.embedder}, with:`,
     '',
     '```',
     info.command,

@@ -11,6 +11,10 @@ import { readIndexer, waitForEmptyBacklog } from './backlog.js'
 import { createBenchDatabase, type BenchDatabase } from './bench-database.js'
 import { fill, type FillPlan } from './fill.js'
 import { runLoad, type LoadOptions } from './load.js'
+import { loadConfig } from '../src/config.js'
+import { createEmbedder } from '../src/embedder/create-embedder.js'
+import type { Embedder } from '../src/embedder/embedder.js'
+import { describeThroughput, measureEmbedder } from './embedder-throughput.js'
 import { askService, compareWithExact, type RecallAtK, type SqlClient } from './recall-at-k.js'
 import { RECALL_MODES, renderFailure, renderResults, writeResults, type Phase, type RunInfo, type SizeResult, type StoreResult, type StoreSection } from './report.js'
 import { startService, type RunningService } from './service.js'
@@ -30,6 +34,8 @@ const SINGLE_CONNECTIONS = 32
 const BATCH_CONNECTIONS = 4
 const RECALL_CONNECTIONS = 1
 const RECALL_K = 10
+/** Texts per call when the embedder alone is timed: as many as one backfill round embeds by default. */
+const EMBEDDER_TEXTS_PER_CALL = 256
 /** Beyond this PGlite is left out unless asked for: its vector index grows far too slowly (tens of vectors a second). */
 const PGLITE_DEFAULT_MAX_SIZE = 10_000
 
@@ -55,7 +61,9 @@ const USAGE = `npm run bench -- [--store postgres|pglite|both] [--sizes 10000,10
   --write   replace the results section of BENCHMARKS.md
   --keep    leave the benchmark database (or PGlite directory) in place, for inspection
 
-BENCH_DATABASE_URL  a Postgres server (with pgvector) where a throwaway database is created and dropped`
+BENCH_DATABASE_URL  a Postgres server (with pgvector) where a throwaway database is created and dropped
+EMBEDDING_*         the embedder, as for the service (which inherits them), e.g. EMBEDDING_PROVIDER=local
+                    EMBEDDING_MODEL=/path/to/model; its embeddings a second are measured first`
 
 function settingsFrom(argv: string[]): Settings {
   const { values } = parseArgs({
@@ -101,9 +109,14 @@ function parseSizes(flag: string, text: string): number[] {
   return sizes.sort((a, b) => a - b)
 }
 
-/** The command as someone would retype it, without any password in the URL. */
+/** The command as someone would retype it, without any password in the URL or key. */
 function commandLine(argv: string[]): string {
-  const env = process.env.BENCH_DATABASE_URL ? `BENCH_DATABASE_URL=${redactPassword(process.env.BENCH_DATABASE_URL)} ` : ''
+  const embedding = Object.entries(process.env)
+    .filter(([name, value]) => name.startsWith('EMBEDDING_') && name !== 'EMBEDDING_API_KEY' && value)
+    .sort(([a], [b]) => a.localeCompare(b))
+    .map(([name, value]) => `${name}=${value} `)
+    .join('')
+  const env = (process.env.BENCH_DATABASE_URL ? `BENCH_DATABASE_URL=${redactPassword(process.env.BENCH_DATABASE_URL)} ` : '') + embedding
   const args = argv.join(' ')
   if (process.env.npm_lifecycle_event === 'bench') return `${env}npm run bench${args ? ` -- ${args}` : ''}`
   return `${env}node ${relative(process.cwd(), fileURLToPath(import.meta.url))}${args ? ` ${args}` : ''}`
@@ -159,7 +172,7 @@ interface Store {
   close(): Promise<void>
 }
 
-async function openPostgres(settings: Settings, workDir: string): Promise<Store> {
+async function openPostgres(settings: Settings, workDir: string, embedder: Embedder): Promise<Store> {
   let database: BenchDatabase = await createBenchDatabase(settings.adminUrl!)
   log(`created database ${database.name}`)
   let client = new pg.Client({ connectionString: database.url })
@@ -196,7 +209,7 @@ async function openPostgres(settings: Settings, workDir: string): Promise<Store>
       await client.connect()
     },
     async exact(service, answers) {
-      const recallAtK = await compareWithExact(sql, MAIN_NAMESPACE, answers, RECALL_K, { graphAlone: true })
+      const recallAtK = await compareWithExact(sql, MAIN_NAMESPACE, answers, RECALL_K, { graphAlone: true, embedder })
       const counts = await countRows(sql)
       return { recallAtK, ...counts, service }
     },
@@ -209,7 +222,7 @@ async function openPostgres(settings: Settings, workDir: string): Promise<Store>
   return store
 }
 
-async function openPglite(settings: Settings, workDir: string): Promise<Store> {
+async function openPglite(settings: Settings, workDir: string, embedder: Embedder): Promise<Store> {
   let dataDir = join(workDir, 'pglite-data')
   // Creating a cluster takes seconds of CPU, which on a busy machine outlasts Fastify's 10 s plugin timeout and
   // stops the service's first start; the harness creates it beforehand, as an earlier start would have.
@@ -241,7 +254,7 @@ async function openPglite(settings: Settings, workDir: string): Promise<Store> {
         )
         store.server = `PGlite (PostgreSQL ${rows[0]?.version} in WebAssembly), pgvector ${rows[0]?.vector}`
         const sql: SqlClient = { query: (text, params) => db.query(text, params) }
-        measured = { recallAtK: await compareWithExact(sql, MAIN_NAMESPACE, answers, RECALL_K, { graphAlone: true }), ...(await countRows(sql)) }
+        measured = { recallAtK: await compareWithExact(sql, MAIN_NAMESPACE, answers, RECALL_K, { graphAlone: true, embedder }), ...(await countRows(sql)) }
       } finally {
         await db.close()
       }
@@ -406,8 +419,19 @@ async function main(): Promise<void> {
   process.once('SIGTERM', interrupted)
   if (!settings.keep) cleanups.push(() => rm(workDir, { recursive: true, force: true }))
 
+  // The service's embedder, from the same environment: recall@k embeds the queries with it, and it is timed first.
+  const embedder = await createEmbedder(loadConfig())
+  cleanups.push(async () => embedder.close?.())
+  const throughputWorkload = createWorkload(7)
+  const throughput = await measureEmbedder(embedder, Array.from({ length: 2_000 }, () => throughputWorkload.text()), {
+    seconds: settings.loadSeconds,
+    textsPerCall: EMBEDDER_TEXTS_PER_CALL
+  })
+  log(`embedder ${describeThroughput(throughput)}`)
+
   const info: RunInfo = {
     date: new Date().toISOString().slice(0, 10),
+    embedder: describeThroughput(throughput),
     command: commandLine(argv),
     machine: machine(),
     cores: cpus().length,
@@ -423,7 +447,7 @@ async function main(): Promise<void> {
       try {
         const busyBefore = await machineLoad(3)
         if (busyBefore > 0.25) log(`warning: other programs keep ${busyBefore.toFixed(2)} cores busy; ${kind} figures will be pessimistic`)
-        const store = kind === 'postgres' ? await openPostgres(settings, workDir) : await openPglite(settings, workDir)
+        const store = kind === 'postgres' ? await openPostgres(settings, workDir, embedder) : await openPglite(settings, workDir, embedder)
         cleanups.push(() => store.close())
         const result = await measureStore(store, settings)
         await cleanups.pop()?.()

@@ -20,12 +20,17 @@ const mtime = (path) => {
   }
 }
 
-function* sources(dir) {
+function* files(dir) {
   for (const entry of readdirSync(dir, { withFileTypes: true })) {
     const path = join(dir, entry.name)
-    if (entry.isDirectory()) yield* sources(path)
-    else if (entry.name.endsWith('.ts') && !entry.name.endsWith('.d.ts')) yield path
+    if (entry.isDirectory()) {
+      if (entry.name !== 'node_modules') yield* files(path)
+    } else yield path
   }
+}
+
+function* sources(dir) {
+  for (const path of files(dir)) if (path.endsWith('.ts') && !path.endsWith('.d.ts')) yield path
 }
 
 /** Why a build is needed, or undefined when every output is newer than its source and the settings. */
@@ -39,6 +44,12 @@ export function staleness(root = ROOT) {
       if (built < mtime(source)) return `${name} changed since the build`
       if (built < settings) return 'the TypeScript settings or the dependencies changed since the build'
     }
+  }
+  // The page is bundled by Vite into dist/ui, under names it makes up: its index.html stands for the whole bundle.
+  if (mtime(join(root, 'ui')) !== undefined) {
+    const page = mtime(join(root, 'dist', 'ui', 'index.html'))
+    if (page === undefined) return 'the page (ui/) has no build'
+    for (const source of files(join(root, 'ui'))) if (mtime(source) > page) return `${relative(root, source)} changed since the build`
   }
   return undefined
 }

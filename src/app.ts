@@ -10,6 +10,8 @@ import accessPlugin from './plugins/app/access.js'
 import configReloadPlugin from './plugins/app/config-reload.js'
 import embedderPlugin from './plugins/app/embedder.js'
 import errorHandler from './plugins/app/error-handler.js'
+import injectionLogPlugin from './plugins/app/injection-log.js'
+import namespaceActivityPlugin from './plugins/app/namespace-activity.js'
 import memoryService from './plugins/app/memory-service.js'
 import saveQueuePlugin from './plugins/app/save-queue.js'
 import configPlugin from './plugins/external/config.js'
@@ -106,6 +108,8 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
   await app.register(rateLimitPlugin)
   await app.register(databasePlugin, { database: options.database })
   await app.register(embedderPlugin, { embedder: options.embedder })
+  await app.register(namespaceActivityPlugin)
+  await app.register(injectionLogPlugin)
   await app.register(memoryService, { backfill: options.backfill, vectorIndexer: options.vectorIndexer })
   await app.register(saveQueuePlugin, { consumer: options.queueConsumer })
   await app.register(autoload, { dir: ROUTES_DIR, autoHooks: true, cascadeHooks: true, ignorePattern: /\.(d\.ts|map)$/ })

@@ -1,10 +1,12 @@
 #!/usr/bin/env node
 import type { Command } from './commands/command.js'
+import { doctor } from './commands/doctor.js'
 import { exportCommand } from './commands/export.js'
 import { hooks } from './commands/hooks.js'
 import { importCommand } from './commands/import.js'
 import { keys } from './commands/keys.js'
 import { migrate } from './commands/migrate.js'
+import { models } from './commands/models.js'
 import { queue } from './commands/queue.js'
 import { reembed } from './commands/reembed.js'
 import { serve } from './commands/serve.js'
@@ -20,6 +22,8 @@ const COMMANDS: Record<string, Command> = {
   import: importCommand,
   export: exportCommand,
   queue,
+  models,
+  doctor,
   keys,
   service
 }

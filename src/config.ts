@@ -1,7 +1,11 @@
 import { envSchema } from 'env-schema'
 import { readFileSync } from 'node:fs'
+import { join } from 'node:path'
 import { parseEnv } from 'node:util'
 import { Type, type Static } from 'typebox'
+
+/** The model each provider that takes one uses when EMBEDDING_MODEL is unset. */
+export const DEFAULT_MODELS = { openai: 'text-embedding-3-small', local: 'Xenova/all-MiniLM-L6-v2' } as const
 
 /** One schema gives both the validation of the environment and the `Config` type. */
 export const ConfigSchema = Type.Object({
@@ -12,13 +16,13 @@ export const ConfigSchema = Type.Object({
   DB_POOL_MAX: Type.Integer({ default: 10, minimum: 1, maximum: 500, description: 'Postgres pool size' }),
   DB_STATEMENT_TIMEOUT_MS: Type.Integer({ default: 30000, minimum: 100, description: 'Postgres statement_timeout for every pooled connection' }),
   SAGE_DATA_DIR: Type.String({ default: '.data', minLength: 1, description: 'Where the embedded store keeps its files' }),
-  EMBEDDING_PROVIDER: Type.Optional(Type.Enum(['lexical', 'openai'], {
-    description: 'lexical (built in, offline) or openai (any OpenAI-compatible /v1/embeddings); defaults to openai when EMBEDDING_URL is set'
+  EMBEDDING_PROVIDER: Type.Optional(Type.Enum(['lexical', 'openai', 'local'], {
+    description: 'lexical (built in, offline), openai (any OpenAI-compatible /v1/embeddings) or local (a sentence-embedding model run in process); defaults to openai when EMBEDDING_URL is set'
   })),
   EMBEDDING_URL: Type.Optional(Type.String({ minLength: 1, description: 'Base URL of an OpenAI-compatible embeddings endpoint' })),
-  EMBEDDING_MODEL: Type.String({ default: 'text-embedding-3-small', minLength: 1, description: 'Model name sent to the endpoint' }),
+  EMBEDDING_MODEL: Type.Optional(Type.String({ minLength: 1, description: `openai: model name sent to the endpoint (default ${DEFAULT_MODELS.openai}); local: a model id on the hub or a folder (/… or ./…) holding one (default ${DEFAULT_MODELS.local})` })),
   EMBEDDING_API_KEY: Type.Optional(Type.String({ description: 'Bearer key for the endpoint' })),
-  EMBEDDING_DIMENSIONS: Type.Optional(Type.Integer({ minimum: 2, maximum: 16000, description: 'Vector length (lexical default 384; required for openai)' })),
+  EMBEDDING_DIMENSIONS: Type.Optional(Type.Integer({ minimum: 2, maximum: 16000, description: 'Vector length (lexical default 384; required for openai; local: the model\'s, checked when set)' })),
   EMBEDDING_SEND_DIMENSIONS: Type.Boolean({ default: false, description: 'Send "dimensions" in requests (OpenAI text-embedding-3 models)' }),
   EMBEDDING_TIMEOUT_MS: Type.Integer({ default: 10000, minimum: 50, description: 'Per-request timeout of the embeddings endpoint' }),
   EMBEDDING_BATCH_SIZE: Type.Integer({ default: 64, minimum: 1, maximum: 2048, description: 'Texts per embeddings request' }),
@@ -38,6 +42,15 @@ export const ConfigSchema = Type.Object({
   SHUTDOWN_GRACE_MS: Type.Integer({ default: 10000, minimum: 100, description: 'How long shutdown waits for in-flight requests' }),
   SAGE_REDACT_SECRETS: Type.Boolean({ default: true, description: 'Replace credentials in saved text with [REDACTED:kind] markers' }),
 
+  // A local embedding model, run in process by ONNX Runtime (EMBEDDING_PROVIDER=local).
+  EMBEDDING_LOCAL_CACHE_DIR: Type.Optional(Type.String({ minLength: 1, description: 'Where downloaded models are kept; unset means SAGE_DATA_DIR/models' })),
+  EMBEDDING_LOCAL_DOWNLOAD: Type.Boolean({ default: false, description: 'Let the start download EMBEDDING_MODEL when it is not in the model cache; otherwise only `sage-memory models pull` downloads' }),
+  EMBEDDING_LOCAL_HUB_URL: Type.String({ default: 'https://huggingface.co', minLength: 1, description: 'The model hub (or a mirror of it) models are downloaded from' }),
+  EMBEDDING_LOCAL_DTYPE: Type.Enum(['fp32', 'fp16', 'q8', 'int8', 'uint8', 'q4'], { default: 'fp32', description: 'Which weights of the model to load: fp32 is onnx/model.onnx, q8 onnx/model_quantized.onnx (smaller and faster, slightly less exact)' }),
+  EMBEDDING_LOCAL_POOLING: Type.Enum(['mean', 'cls'], { default: 'mean', description: 'How token vectors become one, as the model card says: mean (sentence-transformers models such as all-MiniLM-L6-v2) or cls (BGE models)' }),
+  EMBEDDING_LOCAL_THREADS: Type.Integer({ default: 1, minimum: 1, maximum: 64, description: 'CPU threads the model may use; the other cores stay free for requests' }),
+  EMBEDDING_LOCAL_BATCH_SIZE: Type.Integer({ default: 8, minimum: 1, maximum: 1024, description: 'Texts per model run; a recall waits for at most one run of a batch being embedded' }),
+
   // Redis: durable asynchronous saves, shared caches and rate limits (issue: Redis).
   REDIS_URL: Type.Optional(Type.String({ minLength: 1, description: 'Redis URL; unset means synchronous saves and in-process caches and limits' })),
   REDIS_KEY_PREFIX: Type.String({ default: 'sage:', description: 'Prefix of every Redis key Sage writes' }),
@@ -54,6 +67,10 @@ export const ConfigSchema = Type.Object({
   HOOK_DEADLINE_MS: Type.Integer({ default: 250, minimum: 10, maximum: 30000, description: 'Every hook answer comes within this' }),
   HOOK_TOKEN_BUDGET: Type.Integer({ default: 1500, minimum: 50, maximum: 20000, description: 'Tokens of context a hook injects at most' }),
   HOOK_NAMESPACE_MAP: Type.Optional(Type.String({ description: 'cwd prefix to namespace mappings, e.g. "/src/billing=billing,/src/web=web"' })),
+
+  // What the page at /ui shows: the trace of each injection, kept within these bounds.
+  INJECTIONS_MAX_ROWS: Type.Integer({ default: 10000, minimum: 0, maximum: 10000000, description: 'Injection traces kept (GET /v1/injections, the page\'s Injections), newest first; 0 records none' }),
+  INJECTIONS_MAX_AGE_DAYS: Type.Integer({ default: 30, minimum: 1, maximum: 3650, description: 'Injection traces older than this many days are deleted' }),
 
   // Access (issue: keys and scopes).
   SAGE_API_KEYS: Type.Optional(Type.String({ description: 'Keys and their namespace scopes: entries name:secret=scope[,scope][:delete] separated by ";" (secret 16+ chars), e.g. "ci:<secret>=team-a/*;admin:<secret>=*:delete"; see the README' })),
@@ -112,8 +129,18 @@ export function checkConfig(config: Config): Config {
   return config
 }
 
-export function embeddingProvider(config: Config): 'lexical' | 'openai' {
+export function embeddingProvider(config: Config): 'lexical' | 'openai' | 'local' {
   return config.EMBEDDING_PROVIDER ?? (config.EMBEDDING_URL ? 'openai' : 'lexical')
+}
+
+/** The model the configured provider uses: EMBEDDING_MODEL, or that provider's default. */
+export function embeddingModel(config: Config, provider: 'openai' | 'local'): string {
+  return config.EMBEDDING_MODEL ?? DEFAULT_MODELS[provider]
+}
+
+/** Where downloaded models are kept. */
+export function modelCacheDir(config: Config): string {
+  return config.EMBEDDING_LOCAL_CACHE_DIR ?? join(config.SAGE_DATA_DIR, 'models')
 }
 
 /** Defaults alone, plus overrides: what tests and tools build a config from. */

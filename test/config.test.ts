@@ -3,7 +3,7 @@ import { readFile } from 'node:fs/promises'
 import { test } from 'node:test'
 import { parse } from 'yaml'
 import { join } from 'node:path'
-import { ConfigSchema, loadConfig } from '../src/config.js'
+import { ConfigSchema, embeddingModel, embeddingProvider, loadConfig, modelCacheDir } from '../src/config.js'
 import { REPO_ROOT } from './helper.js'
 
 test('defaults serve on 127.0.0.1:8765 with the embedded store', () => {
@@ -28,6 +28,18 @@ test('a bad value stops the start with a message naming the variable', () => {
   assert.throws(() => loadConfig({ LOG_LEVEL: 'loud' }), /LOG_LEVEL/)
   assert.throws(() => loadConfig({ EMBEDDING_URL: 'http://127.0.0.1:11434' }), /EMBEDDING_DIMENSIONS/)
   assert.throws(() => loadConfig({ EMBEDDING_PROVIDER: 'openai' }), /EMBEDDING_URL/)
+})
+
+test('a local model: chosen by name only, with its own default model and a cache under the data directory', () => {
+  const local = loadConfig({ EMBEDDING_PROVIDER: 'local', SAGE_DATA_DIR: '/var/sage' })
+  assert.equal(embeddingProvider(local), 'local')
+  assert.equal(embeddingModel(local, 'local'), 'Xenova/all-MiniLM-L6-v2')
+  assert.equal(modelCacheDir(local), join('/var/sage', 'models'))
+  assert.equal(local.EMBEDDING_LOCAL_DOWNLOAD, false)
+  assert.equal(embeddingModel(loadConfig({ EMBEDDING_URL: 'http://127.0.0.1:11434', EMBEDDING_DIMENSIONS: '768' }), 'openai'), 'text-embedding-3-small')
+  assert.equal(modelCacheDir(loadConfig({ EMBEDDING_LOCAL_CACHE_DIR: '/models' })), '/models')
+  assert.throws(() => loadConfig({ EMBEDDING_PROVIDER: 'onnx' }), /EMBEDDING_PROVIDER/)
+  assert.throws(() => loadConfig({ EMBEDDING_LOCAL_DTYPE: 'fp64' }), /EMBEDDING_LOCAL_DTYPE/)
 })
 
 test('docker-compose.yml gives Sage only variables the configuration schema knows', async () => {

@@ -1,8 +1,10 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { FastifyBaseLogger, FastifyRequest } from 'fastify'
 import { Type } from 'typebox'
-import { createClaudeCodeHook } from '../../src/hooks/claude-code-hook.js'
+import { createClaudeCodeHook, type HookDryRun } from '../../src/hooks/claude-code-hook.js'
 import { createHookNamespace } from '../../src/hooks/hook-namespace.js'
+import { DryRunInjection } from '../../src/hooks/injection-schemas.js'
+import { createProjectMode, PROJECT_MODES } from '../../src/hooks/project-mode.js'
 
 const HookAnswer = Type.Object(
   {
@@ -11,6 +13,14 @@ const HookAnswer = Type.Object(
         hookEventName: Type.String({ description: 'UserPromptSubmit or SessionStart' }),
         additionalContext: Type.String({ description: 'Dated facts from earlier sessions, within HOOK_TOKEN_BUDGET tokens' })
       })
+    ),
+    dry_run: Type.Optional(
+      Type.Object({
+        namespace: Type.Union([Type.String(), Type.Null()]),
+        project_mode: Type.Enum(PROJECT_MODES),
+        would_save: Type.Boolean(),
+        injection: Type.Union([DryRunInjection, Type.Null()])
+      }, { description: 'With ?dry_run=true only: what the call would have saved and injected, and why (nothing was saved)' })
     )
   },
   { description: 'What Claude Code reads back: context to inject, or {} for nothing' }
@@ -37,7 +47,9 @@ const claudeCode: FastifyPluginAsyncTypebox = async (fastify) => {
       return config.HOOK_TOKEN_BUDGET
     },
     registry: fastify.metrics.registry,
-    queue: fastify.hasDecorator('saveQueue') ? fastify.saveQueue : undefined
+    queue: fastify.hasDecorator('saveQueue') ? fastify.saveQueue : undefined,
+    injections: fastify.injections,
+    projectMode: createProjectMode()
   })
   // Before the store closes: one last attempt at the saves still waiting.
   fastify.addHook('onClose', () => hook.close(Math.min(2_000, fastify.config.SHUTDOWN_GRACE_MS)))
@@ -67,17 +79,22 @@ const claudeCode: FastifyPluginAsyncTypebox = async (fastify) => {
         'compact_summary as a note tagged summary; SessionStart answers a digest of recent sessions; anything else is {}. ' +
         'Always 200 with a JSON object within HOOK_DEADLINE_MS, also when the database is down (saves are retried).',
       querystring: Type.Object({
-        namespace: Type.Optional(Type.String({ description: 'Use this namespace instead of the one derived from cwd' }))
+        namespace: Type.Optional(Type.String({ description: 'Use this namespace instead of the one derived from cwd' })),
+        dry_run: Type.Optional(Type.Boolean({ description: 'Save nothing, trace nothing, and answer what would have been saved and injected (sage-memory doctor --prompt)' }))
       }),
       response: { 200: HookAnswer }
     }
   }, async (request, reply) => {
-    return hook.handle(request.body, {
+    let dryRun: HookDryRun | undefined
+    const answer = await hook.handle(request.body, {
       namespace: request.query.namespace,
       authorize: (namespace) => mayUseNamespace(request, namespace),
       elapsedMs: reply.elapsedTime,
-      log: request.log
+      log: request.log,
+      dryRun: request.query.dry_run === true,
+      onDryRun: (result) => (dryRun = result)
     })
+    return request.query.dry_run === true ? { ...answer, dry_run: dryRun } : answer
   })
 }
 

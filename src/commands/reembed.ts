@@ -12,9 +12,13 @@ export const reembed: Command = {
     const db = await createDatabase(config)
     try {
       await migrate(db)
-      const embedder = createEmbedder(config)
-      const cleared = await rebindEmbedder(db, embedder)
-      console.log(`store now bound to ${embedder.id}; ${cleared} memories will be re-embedded by the service`)
+      const embedder = await createEmbedder(config)
+      try {
+        const cleared = await rebindEmbedder(db, embedder)
+        console.log(`store now bound to ${embedder.id}; ${cleared} memories will be re-embedded by the service`)
+      } finally {
+        await embedder.close?.()
+      }
     } finally {
       await db.close()
     }

@@ -4,6 +4,11 @@ export interface Embedder {
   readonly id: string
   /** Length of every vector this embedder returns. */
   readonly dimension: number
+  /**
+   * What closeness of two vectors means: shared words (`lexical`, the built-in embedder) or shared meaning
+   * (`semantic`, a model). Recall weighs the vector signal against the full-text one by it.
+   */
+  readonly kind: 'lexical' | 'semantic'
   /** Computed in process in less time than a cache lookup takes (hashing the text): not worth caching. */
   readonly local?: boolean
   /** One L2-normalised vector per input text, in input order. Rejects when the embedder is unreachable or times out. */
@@ -13,4 +18,6 @@ export interface Embedder {
    * an embedder whose features are those terms skips splitting them again. `terms[i]` undefined: split `texts[i]`.
    */
   embedTokenized?(texts: readonly string[], terms: ReadonlyArray<readonly string[] | undefined>): Promise<number[][]>
+  /** Lets go of what the embedder holds (a model's worker thread); calls after it reject. */
+  close?(): Promise<void>
 }

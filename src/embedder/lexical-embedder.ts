@@ -35,6 +35,7 @@ function mix(hash: number): number {
 export class LexicalEmbedder implements Embedder {
   readonly id: string
   readonly dimension: number
+  readonly kind = 'lexical'
   readonly local = true
   /** Scratch for one text at a time; embedText never awaits, so sharing the instance stays safe. */
   private readonly sums: Float64Array

@@ -1,5 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { Embedder } from './embedder.js'
+import { EmbedderError } from './embedder-error.js'
 
 export interface OpenAIEmbedderOptions {
   /** Base address of an OpenAI-compatible server (Ollama, vLLM, TEI, OpenAI): `http://host:11434`, `…/v1` or `…/v1/embeddings`. */
@@ -26,20 +27,6 @@ export interface OpenAIEmbedderOptions {
   fetch?: typeof fetch
 }
 
-/** A failed `embed` call. `retryable` says whether the same input may succeed later (server down, overloaded, slow, or the caller aborted). */
-export class EmbedderError extends Error {
-  override readonly name = 'EmbedderError'
-  readonly retryable: boolean
-  /** HTTP status of the last answer, when there was one. */
-  readonly status: number | undefined
-
-  constructor(message: string, options: { retryable: boolean; status?: number; cause?: unknown }) {
-    super(message, options.cause === undefined ? undefined : { cause: options.cause })
-    this.retryable = options.retryable
-    this.status = options.status
-  }
-}
-
 type Attempt =
   | { ok: true; vectors: number[][] }
   | { ok: false; reason: string; retryable: boolean; status?: number; retryAfterMs?: number; cause?: unknown }
@@ -50,6 +37,7 @@ const MAX_ERROR_BODY_CHARS = 500
 export class OpenAIEmbedder implements Embedder {
   readonly id: string
   readonly dimension: number
+  readonly kind = 'semantic'
   /** The normalised embeddings address requests go to (no credentials). */
   readonly endpoint: string
 

@@ -8,6 +8,9 @@ import { LIMITS, type Memory, type MemoryInput, type RecallHit } from '../memory
 import { NAMESPACE_PATTERN, type HookNamespace } from './hook-namespace.js'
 import type { SaveQueue } from '../queue/save-queue.js'
 import { createSaveRetryBuffer, type SaveRetryBuffer } from './save-retry-buffer.js'
+import { tracedHit, type InjectionLog } from './injection-log.js'
+import type { Injection, InjectionOutcome, TracedHit } from './injection-store.js'
+import type { ProjectMode } from './project-mode.js'
 
 /**
  * What Sage does with each Claude Code hook event (see docs/hooks.md). Every answer is a JSON object that
@@ -51,7 +54,19 @@ const DIGEST_SUMMARY_TOKENS = 400
 const KNOWN_EVENTS = ['UserPromptSubmit', 'Stop', 'SubagentStop', 'SessionStart', 'PostCompact', 'PreCompact', 'SessionEnd'] as const
 type EventLabel = (typeof KNOWN_EVENTS)[number] | 'other' | 'none'
 
-export type HookOutcome = 'context' | 'empty' | 'saved' | 'ignored' | 'malformed' | 'forbidden' | 'deadline' | 'error'
+export type HookOutcome = 'context' | 'empty' | 'saved' | 'ignored' | 'malformed' | 'forbidden' | 'opted_out' | 'deadline' | 'error'
+
+/** Which rule let a recalled memory into the context (the first two), or kept it out (the others). */
+export type HitRule = 'score_and_terms' | 'strong_vector' | 'below_threshold' | 'too_few_terms' | 'same_prompt' | 'over_budget'
+const ADMITTED: ReadonlySet<HitRule> = new Set(['score_and_terms', 'strong_vector'])
+
+/** What a dry run answers besides the hook's answer: what it would have saved and injected, and why. */
+export interface HookDryRun {
+  namespace: string | null
+  project_mode: ProjectMode
+  would_save: boolean
+  injection: Omit<Injection, 'created_at' | 'prompt_memory_id'> | null
+}
 
 export interface ClaudeCodeHookDeps {
   memories: Pick<MemoryService, 'save' | 'recall' | 'list' | 'sessions' | 'prepare'>
@@ -68,6 +83,10 @@ export interface ClaudeCodeHookDeps {
   registry?: Registry
   /** Retry timing of the in-process buffer (tests shorten it). */
   retry?: { initialDelayMs?: number; maxDelayMs?: number; maxItems?: number }
+  /** Where each answered UserPromptSubmit and SessionStart is traced. */
+  injections?: Pick<InjectionLog, 'record'>
+  /** The project's own setting (.sage.json) for a cwd: 'off' answers {} at once, 'save-only' never injects. */
+  projectMode?: (cwd: string | undefined) => Promise<ProjectMode>
 }
 
 export interface HandleOptions {
@@ -78,6 +97,9 @@ export interface HandleOptions {
   /** Milliseconds already spent on the request before the handler ran (parsing, auth). */
   elapsedMs?: number
   log?: FastifyBaseLogger
+  /** Save nothing and trace nothing: `onDryRun` hears what would have been saved and injected. */
+  dryRun?: boolean
+  onDryRun?: (result: HookDryRun) => void
 }
 
 export interface ClaudeCodeHook {
@@ -105,6 +127,18 @@ interface HookPayload {
 const EMPTY: HookAnswer = Object.freeze({}) as Record<string, never>
 const DEADLINE = Symbol('deadline')
 
+/** What one request learns for its trace while it answers. */
+interface TraceNote {
+  namespace?: string
+  mode: ProjectMode
+  dryRun: boolean
+  outcome?: InjectionOutcome
+  hits: TracedHit[]
+  promptMemoryId?: string
+  /** A dry run reached a save it skipped. */
+  wouldSave?: boolean
+}
+
 export function createClaudeCodeHook(deps: ClaudeCodeHookDeps): ClaudeCodeHook {
   const { memories, namespaceOf } = deps
   const minScore = deps.minScore ?? HOOK_MIN_SCORE
@@ -112,13 +146,14 @@ export function createClaudeCodeHook(deps: ClaudeCodeHookDeps): ClaudeCodeHook {
   const count = (event: EventLabel, outcome: HookOutcome) => metrics?.requests.inc({ event, outcome })
 
   /** Queued when Redis is configured (the queue saves synchronously while Redis is away), else saved now. */
-  async function store(input: MemoryInput, idempotencyKey: string): Promise<void> {
-    if (deps.queue?.enabled) await deps.queue.submit([[memories.prepare(input, '', idempotencyKey)]], 'hook')
-    else await memories.save(input, { idempotencyKey, kind: 'hook' })
+  async function store(input: MemoryInput, idempotencyKey: string): Promise<string | undefined> {
+    if (!deps.queue?.enabled) return (await memories.save(input, { idempotencyKey, kind: 'hook' })).id
+    const outcome = await deps.queue.submit([[memories.prepare(input, '', idempotencyKey)]], 'hook')
+    return outcome.queued ? outcome.ids[0] : outcome.results[0]?.id
   }
 
   const retryBuffer = createSaveRetryBuffer<PendingSave>({
-    save: (pending) => store(pending.input, pending.idempotencyKey),
+    save: async (pending) => void (await store(pending.input, pending.idempotencyKey)),
     isRetryable,
     sizeOf: (pending) => pending.input.content.length,
     log: deps.log,
@@ -128,10 +163,14 @@ export function createClaudeCodeHook(deps: ClaudeCodeHookDeps): ClaudeCodeHook {
   metrics?.bufferGauge(() => retryBuffer.size())
 
   /** Saves now; a failure worth retrying goes to the retry buffer. Never rejects, so it may outlive the answer. */
-  async function persist(input: MemoryInput, log: FastifyBaseLogger): Promise<void> {
+  async function persist(input: MemoryInput, log: FastifyBaseLogger, note: TraceNote): Promise<string | undefined> {
+    if (note.dryRun) {
+      note.wouldSave = true
+      return undefined
+    }
     const idempotencyKey = hookIdempotencyKey(input)
     try {
-      await store(input, idempotencyKey)
+      return await store(input, idempotencyKey)
     } catch (error) {
       if (!isRetryable(error)) {
         log.warn({ err: error, namespace: input.namespace }, 'hook save rejected')
@@ -142,7 +181,7 @@ export function createClaudeCodeHook(deps: ClaudeCodeHookDeps): ClaudeCodeHook {
     }
   }
 
-  async function answer(payload: HookPayload, namespace: string, log: FastifyBaseLogger): Promise<[HookAnswer, HookOutcome]> {
+  async function answer(payload: HookPayload, namespace: string, log: FastifyBaseLogger, note: TraceNote): Promise<[HookAnswer, HookOutcome]> {
     const base = { namespace, session_id: payload.sessionId ?? null, created_at: new Date().toISOString() }
     const metadata = (extra: Record<string, unknown> = {}): Record<string, unknown> => ({
       ...(payload.cwd === undefined ? {} : { cwd: payload.cwd }),
@@ -161,10 +200,12 @@ export function createClaudeCodeHook(deps: ClaudeCodeHookDeps): ClaudeCodeHook {
         const { content, truncated } = capContent(prompt)
         const saved = persist(
           { ...base, role: 'user', content, source_id: promptId ?? null, metadata: metadata(truncated ? { truncated: true } : {}) },
-          log
+          log,
+          note
         )
-        const context = await recallContext(prompt, namespace, payload.sessionId, promptId)
-        await saved
+        const context = note.mode === 'save-only' ? '' : await recallContext(prompt, namespace, payload.sessionId, promptId, note)
+        note.outcome ??= 'save_only'
+        note.promptMemoryId = await saved
         return context === '' ? [EMPTY, 'empty'] : [contextAnswer('UserPromptSubmit', context), 'context']
       }
       case 'Stop':
@@ -173,7 +214,7 @@ export function createClaudeCodeHook(deps: ClaudeCodeHookDeps): ClaudeCodeHook {
         if (message === undefined) return [EMPTY, 'malformed']
         const { content, truncated } = capContent(message)
         const agent = typeof payload.raw.agent_type === 'string' ? { agent_type: payload.raw.agent_type } : {}
-        await persist({ ...base, role: 'assistant', content, metadata: metadata({ ...agent, ...(truncated ? { truncated: true } : {}) }) }, log)
+        await persist({ ...base, role: 'assistant', content, metadata: metadata({ ...agent, ...(truncated ? { truncated: true } : {}) }) }, log, note)
         return [EMPTY, 'saved']
       }
       case 'PostCompact': {
@@ -183,12 +224,17 @@ export function createClaudeCodeHook(deps: ClaudeCodeHookDeps): ClaudeCodeHook {
         const trigger = typeof payload.raw.trigger === 'string' ? { trigger: payload.raw.trigger } : {}
         await persist(
           { ...base, role: 'note', content, tags: [SUMMARY_TAG], metadata: metadata({ ...trigger, ...(truncated ? { truncated: true } : {}) }) },
-          log
+          log,
+          note
         )
         return [EMPTY, 'saved']
       }
       case 'SessionStart': {
-        const digest = await sessionDigest(namespace, payload.sessionId)
+        if (note.mode === 'save-only') {
+          note.outcome = 'save_only'
+          return [EMPTY, 'empty']
+        }
+        const digest = await sessionDigest(namespace, payload.sessionId, note)
         return digest === '' ? [EMPTY, 'empty'] : [contextAnswer('SessionStart', digest), 'context']
       }
       default:
@@ -199,7 +245,7 @@ export function createClaudeCodeHook(deps: ClaudeCodeHookDeps): ClaudeCodeHook {
   }
 
   /** The most relevant memories of earlier sessions as one block of dated facts, or '' when none is relevant enough. */
-  async function recallContext(prompt: string, namespace: string, sessionId: string | undefined, promptId: string | undefined): Promise<string> {
+  async function recallContext(prompt: string, namespace: string, sessionId: string | undefined, promptId: string | undefined, note: TraceNote): Promise<string> {
     const query = prompt.slice(0, LIMITS.queryChars)
     const { results } = await memories.recall(
       { query, namespace, k: RECALL_K, mode: 'hybrid' },
@@ -210,26 +256,35 @@ export function createClaudeCodeHook(deps: ClaudeCodeHookDeps): ClaudeCodeHook {
     const queryTerms = new Set(searchTerms(query)).size
     const neededTerms = Math.max(1, Math.min(HOOK_MIN_MATCHED_TERMS, queryTerms))
     const matchedTerms = (hit: RecallHit) => Math.round((hit.scores.text ?? 0) * Math.min(queryTerms, MAX_QUERY_TERMS))
-    const relevant = results
+    const ruleOf = (hit: RecallHit, score: number): HitRule => {
       // The prompt just saved, when the session is unknown or the save raced the recall.
-      .filter((hit) => (promptId === undefined || hit.source_id !== promptId) && comparable(hit.content) !== said)
-      .map((hit) => ({ hit, score: boostedScore(hit) }))
-      .filter(({ hit, score }) => score >= minScore && (matchedTerms(hit) >= neededTerms || (hit.scores.vector ?? 0) >= HOOK_STRONG_VECTOR))
-      .sort((a, b) => b.score - a.score)
-      .map(({ hit }) => hit)
-    if (relevant.length === 0) return ''
+      if ((promptId !== undefined && hit.source_id === promptId) || comparable(hit.content) === said) return 'same_prompt'
+      if (score < minScore) return 'below_threshold'
+      if (matchedTerms(hit) >= neededTerms) return 'score_and_terms'
+      return (hit.scores.vector ?? 0) >= HOOK_STRONG_VECTOR ? 'strong_vector' : 'too_few_terms'
+    }
+    const judged = results.map((hit) => ({ hit, score: boostedScore(hit) })).map((j) => ({ ...j, rule: ruleOf(j.hit, j.score) }))
+    const relevant = judged.filter(({ rule }) => ADMITTED.has(rule)).sort((a, b) => b.score - a.score)
     const heading = `Sage recalled these from earlier sessions of "${namespace}" (most relevant first; each line starts with the date it was said):`
-    return fitCharacters(formatContext(relevant, deps.tokenBudget, heading), CONTEXT_MAX_CHARS)
+    const context = relevant.length === 0 ? '' : fitCharacters(formatContext(relevant.map(({ hit }) => hit), deps.tokenBudget, heading), CONTEXT_MAX_CHARS)
+    // One line per memory after the heading: the relevant ones past them did not fit the budget.
+    const fitted = context === '' ? 0 : context.split('\n').length - 1
+    const injected = new Set(relevant.slice(0, fitted).map(({ hit }) => hit))
+    note.hits = [...relevant, ...judged.filter(({ rule }) => !ADMITTED.has(rule))].map(({ hit, rule }) =>
+      tracedHit(hit, injected.has(hit), injected.has(hit) || !ADMITTED.has(rule) ? rule : 'over_budget'))
+    note.outcome = results.length === 0 ? 'nothing_recalled' : fitted === 0 ? 'none_relevant' : 'injected'
+    return context
   }
 
   /** The project's latest summary and its last few sessions (what was asked, how it ended), newest first. */
-  async function sessionDigest(namespace: string, currentSession: string | undefined): Promise<string> {
+  async function sessionDigest(namespace: string, currentSession: string | undefined, note: TraceNote): Promise<string> {
     const [sessions, notes] = await Promise.all([
       memories.sessions(namespace, DIGEST_SESSIONS + 1),
       memories.list({ namespace, role: 'note', limit: 50 })
     ])
     const earlier = sessions.filter((s) => s.session_id !== currentSession).slice(0, DIGEST_SESSIONS)
     const summary = notes.items.find((note) => note.tags.includes(SUMMARY_TAG) && (currentSession === undefined || note.session_id !== currentSession))
+    note.outcome = 'no_history'
     if (earlier.length === 0 && summary === undefined) return ''
 
     const lastOf = async (sessionId: string, role: 'user' | 'assistant') =>
@@ -247,16 +302,21 @@ export function createClaudeCodeHook(deps: ClaudeCodeHookDeps): ClaudeCodeHook {
       return true
     }
     if (summary !== undefined) {
-      push(`Latest summary (${summary.created_at.slice(0, 10)}): ${cutToTokens(oneLine(summary.content), Math.min(DIGEST_SUMMARY_TOKENS, Math.max(16, budget - used - 20)))}`)
+      const pushed = push(`Latest summary (${summary.created_at.slice(0, 10)}): ${cutToTokens(oneLine(summary.content), Math.min(DIGEST_SUMMARY_TOKENS, Math.max(16, budget - used - 20)))}`)
+      note.hits.push(digestHit(summary, pushed, 'latest_summary'))
     }
     if (details.length > 0) push('Recent sessions:')
     for (const { s, asked, answered } of details) {
       const parts = [`- ${s.last_at.slice(0, 10)}, ${s.count} ${s.count === 1 ? 'memory' : 'memories'}`]
       if (asked) parts.push(`last asked: "${quote(asked)}"`)
       if (answered) parts.push(`last answer: "${quote(answered)}"`)
-      if (!push(parts.join('; '))) break
+      const pushed = push(parts.join('; '))
+      for (const memory of [asked, answered]) if (memory) note.hits.push(digestHit(memory, pushed, 'recent_session'))
+      if (!pushed) break
     }
-    return lines.length > 1 ? fitCharacters(lines.join('\n'), CONTEXT_MAX_CHARS) : ''
+    const digest = lines.length > 1 ? fitCharacters(lines.join('\n'), CONTEXT_MAX_CHARS) : ''
+    if (digest !== '') note.outcome = 'injected'
+    return digest
   }
 
   return {
@@ -273,8 +333,12 @@ export function createClaudeCodeHook(deps: ClaudeCodeHookDeps): ClaudeCodeHook {
         return EMPTY
       }
       const label: EventLabel = (KNOWN_EVENTS as readonly string[]).includes(payload.event) ? (payload.event as EventLabel) : 'other'
+      const started = performance.now()
+      const note: TraceNote = { mode: 'on', dryRun: options.dryRun === true, hits: [] }
 
       const work = (async (): Promise<[HookAnswer, HookOutcome]> => {
+        note.mode = (await deps.projectMode?.(payload.cwd)) ?? 'on'
+        if (note.mode === 'off') return [EMPTY, 'opted_out']
         const namespace = options.namespace ?? (await namespaceOf(payload.cwd))
         if (!NAMESPACE_PATTERN.test(namespace)) {
           log.warn({ namespace }, 'hook ?namespace= is not 1-128 characters of [A-Za-z0-9._:/@-]; answered {} and saved nothing')
@@ -285,7 +349,8 @@ export function createClaudeCodeHook(deps: ClaudeCodeHookDeps): ClaudeCodeHook {
           log.warn({ namespace, hook_event: payload.event }, 'hook namespace outside the key\'s scope; answered {}')
           return [EMPTY, 'forbidden']
         }
-        return answer(payload, namespace, log)
+        note.namespace = namespace
+        return answer(payload, namespace, log, note)
       })().catch((error: unknown): [HookAnswer, HookOutcome] => {
         log.warn({ err: error, hook_event: payload.event }, 'hook failed open; answered {}')
         return [EMPTY, 'error']
@@ -295,16 +360,34 @@ export function createClaudeCodeHook(deps: ClaudeCodeHookDeps): ClaudeCodeHook {
       const deadline = new Promise<typeof DEADLINE>((resolve) => {
         timer = setTimeout(() => resolve(DEADLINE), budgetMs)
       })
-      const result = await Promise.race([work, deadline])
+      // A dry run waits for the work: it is asked why, and a missed deadline is part of the answer.
+      const result = note.dryRun ? await work : await Promise.race([work, deadline])
       clearTimeout(timer)
+      // What was or would have been injected, for the trace: late work is traced once it ends, as a missed deadline.
+      const trace = (outcome: HookOutcome) => {
+        if (outcome === 'error') note.outcome = 'unavailable'
+        if (outcome === 'deadline') note.outcome = 'deadline'
+        const event = payload.event
+        const injection: HookDryRun['injection'] = note.namespace !== undefined && note.outcome !== undefined && (event === 'UserPromptSubmit' || event === 'SessionStart')
+          ? {
+              namespace: note.namespace, session_id: payload.sessionId ?? null, event, prompt: event === 'UserPromptSubmit' ? (payload.text('prompt') ?? null) : null,
+              outcome: note.outcome, hits: note.hits, took_ms: Math.round((performance.now() - started) * 100) / 100
+            }
+          : null
+        if (note.dryRun) options.onDryRun?.({ namespace: note.namespace ?? null, project_mode: note.mode, would_save: note.wouldSave === true, injection })
+        else if (injection) deps.injections?.record({ ...injection, created_at: new Date().toISOString(), prompt_memory_id: note.promptMemoryId ?? null })
+      }
       if (result === DEADLINE) {
         log.warn({ hook_event: payload.event, deadline_ms: deps.deadlineMs }, 'hook missed its deadline; answered {} (saves continue)')
         count(label, 'deadline')
+        void work.then(() => trace('deadline'))
         return EMPTY
       }
       const [hookAnswer, outcome] = result
+      if (note.dryRun && performance.now() - started > budgetMs && outcome !== 'error') note.outcome = 'deadline'
       if (outcome === 'malformed') log.warn({ hook_event: payload.event }, 'hook payload lacks the field its event needs; answered {}')
       count(label, outcome)
+      trace(outcome)
       return hookAnswer
     },
     close: (timeoutMs = 2_000) => retryBuffer.close(timeoutMs)
@@ -358,6 +441,11 @@ function capContent(text: string): { content: string; truncated: boolean } {
   return { content: text.slice(0, end), truncated: true }
 }
 
+/** A memory the session digest quoted (`pushed`) or had no room for. */
+function digestHit(memory: Memory, pushed: boolean, rule: 'latest_summary' | 'recent_session'): TracedHit {
+  return { id: memory.id, injected: pushed, rule: pushed ? rule : 'over_budget' }
+}
+
 function boostedScore(hit: RecallHit): number {
   // Not capped at 1: a summary that matches perfectly still goes before a turn that matches perfectly.
   return hit.tags.includes(SUMMARY_TAG) ? hit.score * SUMMARY_BOOST : hit.score
@@ -395,7 +483,7 @@ function hookMetrics(registry: Registry) {
   return {
     requests: new Counter({
       name: 'sage_hook_requests_total',
-      help: 'Hook calls by event and outcome (context, empty, saved, ignored, malformed, forbidden, deadline, error)',
+      help: 'Hook calls by event and outcome (context, empty, saved, ignored, malformed, forbidden, opted_out, deadline, error)',
       labelNames: ['event', 'outcome'] as const,
       registers: [registry]
     }),

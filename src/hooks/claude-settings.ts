@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto'
 import { constants } from 'node:fs'
-import { copyFile, mkdir, readFile, realpath, rename, rm, stat, writeFile } from 'node:fs/promises'
+import { copyFile, mkdir, readdir, readFile, realpath, rename, rm, stat, writeFile } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
 import { isDeepStrictEqual } from 'node:util'
 
@@ -39,8 +39,22 @@ export type SageHookOptions = {
   timeoutSeconds?: number
 }
 
-export type InstallResult = { changed: boolean; backupPath?: string; added: string[] }
-export type UninstallResult = { changed: boolean; backupPath?: string; removed: string[] }
+/** Where backups go: `dir` keeps the last BACKUPS_KEPT of each settings file, out of the project's tree. */
+export type BackupOptions = { dir: string }
+
+export type InstallResult = { changed: boolean; backupPath?: string; added: string[]; created: boolean }
+export type UninstallResult = { changed: boolean; backupPath?: string; removed: string[]; deletedFile: boolean }
+
+/** A value of SageHookOptions that would install a hook that can never work; `option` names it, `rule` says why. */
+export class HookOptionError extends RangeError {
+  constructor(readonly option: keyof SageHookOptions, readonly rule: string) {
+    super(`${option} ${rule}`)
+  }
+}
+
+const BACKUPS_KEPT = 5
+/** The settings files `installHooks` created, so `uninstallHooks` removes one it leaves empty. */
+const CREATED_LIST = 'created-settings.json'
 
 const DEFAULT_TIMEOUT_SECONDS = 3
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/
@@ -49,16 +63,17 @@ const NAMESPACE = /^[A-Za-z0-9._:/@-]{1,128}$/
 /**
  * The hooks Sage adds. With `apiKeyEnv`, every event uses a curl `command` hook, because a shell
  * certainly expands `$VAR` while `http` hook headers may not; without a key, only SessionStart does.
- * Every command exits 0 and prints nothing when Sage is unreachable or answers an error.
+ * A command that cannot reach Sage, lacks its key or is refused exits 1 with one line on stderr: Claude
+ * Code shows that to the user as a hook error and goes on (only exit 2 would block the prompt).
  */
 export function buildSageHooks(opts: SageHookOptions): SageHooks {
   const url = sageHookUrl(opts.baseUrl, opts.namespace)
   const timeout = opts.timeoutSeconds ?? DEFAULT_TIMEOUT_SECONDS
   if (!Number.isInteger(timeout) || timeout < 1 || timeout > 600) {
-    throw new RangeError(`timeoutSeconds must be a whole number of seconds from 1 to 600, got ${timeout}`)
+    throw new HookOptionError('timeoutSeconds', `must be a whole number of seconds from 1 to 600, got ${timeout}`)
   }
   if (opts.apiKeyEnv !== undefined && !ENV_NAME.test(opts.apiKeyEnv)) {
-    throw new Error(`apiKeyEnv must be an environment variable name like SAGE_API_KEY, got "${opts.apiKeyEnv}"`)
+    throw new HookOptionError('apiKeyEnv', `must be an environment variable name like SAGE_API_KEY, got "${opts.apiKeyEnv}"`)
   }
   const command: CommandHook = { type: 'command', command: curlCommand(url, opts.apiKeyEnv, timeout), timeout }
   const http: SageHook = opts.apiKeyEnv === undefined ? { type: 'http', url, timeout } : command
@@ -90,7 +105,7 @@ export function isSageHook(entry: unknown): boolean {
  * that is not a JSON object, changing nothing. Backs up an existing file before changing it and writes
  * atomically. `added` lists the events whose Sage hook was added or replaced.
  */
-export async function installHooks(settingsPath: string, opts: SageHookOptions): Promise<InstallResult> {
+export async function installHooks(settingsPath: string, opts: SageHookOptions, backups?: BackupOptions): Promise<InstallResult> {
   const wanted = buildSageHooks(opts)
   const file = await readSettings(settingsPath)
   const settings = structuredClone(file.settings)
@@ -119,17 +134,18 @@ export async function installHooks(settingsPath: string, opts: SageHookOptions):
   }
   settings.hooks = hooks
 
-  const { changed, backupPath } = await writeIfChanged(file, settings)
-  return { changed, ...(backupPath === undefined ? {} : { backupPath }), added: changed ? added : [] }
+  const { changed, backupPath } = await writeIfChanged(file, settings, backups)
+  if (changed && !file.exists && backups) await rememberCreated(backups.dir, file.path, true)
+  return { changed, ...(backupPath === undefined ? {} : { backupPath }), added: changed ? added : [], created: changed && !file.exists }
 }
 
 /** Removes every Sage hook, and the matcher groups, event arrays and `hooks` object that this leaves empty. */
-export async function uninstallHooks(settingsPath: string): Promise<UninstallResult> {
+export async function uninstallHooks(settingsPath: string, backups?: BackupOptions): Promise<UninstallResult> {
   const file = await readSettings(settingsPath)
-  if (!file.exists) return { changed: false, removed: [] }
+  if (!file.exists) return { changed: false, removed: [], deletedFile: false }
   const settings = structuredClone(file.settings)
   const hooks = hooksOf(settings, settingsPath)
-  if (hooks === undefined) return { changed: false, removed: [] }
+  if (hooks === undefined) return { changed: false, removed: [], deletedFile: false }
   const removed: string[] = []
   for (const [event, groups] of Object.entries(hooks)) {
     let found = false
@@ -141,14 +157,62 @@ export async function uninstallHooks(settingsPath: string): Promise<UninstallRes
     if (hooks[event].length === 0 && groups.length > 0) delete hooks[event]
   }
   if (Object.keys(hooks).length === 0 && removed.length > 0) delete settings.hooks
-  const { changed, backupPath } = await writeIfChanged(file, settings)
-  return { changed, ...(backupPath === undefined ? {} : { backupPath }), removed }
+  // A file install created, holding nothing else now, goes the way it came.
+  if (removed.length > 0 && Object.keys(settings).length === 0 && backups && (await rememberCreated(backups.dir, file.path, false))) {
+    await rm(file.path)
+    return { changed: true, removed, deletedFile: true }
+  }
+  const { changed, backupPath } = await writeIfChanged(file, settings, backups)
+  return { changed, ...(backupPath === undefined ? {} : { backupPath }), removed, deletedFile: false }
 }
 
+/** Adds `path` to the list of created files, or takes it off (answering whether it was there). */
+async function rememberCreated(dir: string, path: string, created: boolean): Promise<boolean> {
+  const list = join(dir, CREATED_LIST)
+  const paths: string[] = await readFile(list, 'utf8').then((text) => JSON.parse(text) as string[], () => [])
+  const had = paths.includes(path)
+  const next = created ? [...new Set([...paths, path])] : paths.filter((p) => p !== path)
+  if (next.length !== paths.length || created !== had) {
+    await mkdir(dir, { recursive: true })
+    await writeFile(list, `${JSON.stringify(next, null, 2)}\n`)
+  }
+  return had
+}
+
+export type SettingsScope = 'project' | 'local' | 'user'
+
 /** `project`: `<cwd>/.claude/settings.json`; `local`: the uncommitted `settings.local.json` beside it; `user`: `<home>/.claude/settings.json`. */
-export function settingsPathFor(scope: 'project' | 'local' | 'user', cwd: string, home: string): string {
+export function settingsPathFor(scope: SettingsScope, cwd: string, home: string): string {
   if (scope === 'user') return join(home, '.claude', 'settings.json')
   return join(cwd, '.claude', scope === 'local' ? 'settings.local.json' : 'settings.json')
+}
+
+/** One of Sage's hooks found in a settings file, with the URL it calls and the key variable it sends. */
+export interface FoundSageHook {
+  event: string
+  type: string
+  url: string | undefined
+  keyEnv: string | undefined
+}
+
+/** Sage's hooks in a settings file (none when it is missing); throws for a file that is not a settings object. */
+export async function readSageHooks(settingsPath: string): Promise<FoundSageHook[]> {
+  const file = await readSettings(settingsPath)
+  const hooks = file.exists ? hooksOf(file.settings, settingsPath) : undefined
+  const found: FoundSageHook[] = []
+  for (const [event, groups] of Object.entries(hooks ?? {})) {
+    for (const group of groups) {
+      const entries = (group as MatcherGroup | null)?.hooks
+      for (const entry of Array.isArray(entries) ? entries : []) {
+        if (!isSageHook(entry)) continue
+        const hook = entry as Record<string, unknown>
+        const command = typeof hook.command === 'string' ? hook.command : ''
+        const url = typeof hook.url === 'string' ? hook.url : /'(https?:\/\/[^']*)'/.exec(command)?.[1]
+        found.push({ event, type: String(hook.type), url, keyEnv: /Bearer \$\{?([A-Za-z_][A-Za-z0-9_]*)/.exec(command)?.[1] })
+      }
+    }
+  }
+  return found
 }
 
 type JsonObject = Record<string, unknown>
@@ -156,38 +220,45 @@ type MatcherGroup = JsonObject & { hooks?: unknown }
 type SettingsFile = { path: string; exists: boolean; mode?: number; settings: JsonObject }
 
 function sageHookUrl(baseUrl: string, namespace: string | undefined): string {
-  let url: URL
+  let url: URL | undefined
   try {
     url = new URL(baseUrl)
   } catch {
-    throw new Error(`baseUrl must be an http(s) URL such as http://127.0.0.1:8765, got "${baseUrl}"`)
+    url = undefined
   }
-  if (url.protocol !== 'http:' && url.protocol !== 'https:') {
-    throw new Error(`baseUrl must be an http(s) URL such as http://127.0.0.1:8765, got "${baseUrl}"`)
+  if (url === undefined || (url.protocol !== 'http:' && url.protocol !== 'https:')) {
+    throw new HookOptionError('baseUrl', `must be an http(s) URL such as http://127.0.0.1:8765, got "${baseUrl}"`)
   }
   url.pathname = url.pathname.replace(/\/+$/, '') + SAGE_HOOK_PATH
   url.search = ''
   url.hash = ''
   if (namespace !== undefined) {
-    if (!NAMESPACE.test(namespace)) throw new Error(`namespace must be 1-128 characters of [A-Za-z0-9._:/@-], got "${namespace}"`)
+    if (!NAMESPACE.test(namespace)) throw new HookOptionError('namespace', `must be 1-128 characters of [A-Za-z0-9._:/@-], got "${namespace}"`)
     url.search = `?namespace=${encodeURIComponent(namespace)}`
   }
   return url.toString()
 }
 
-/** curl gives up a second before Claude Code would kill the hook; `-f` keeps an error body off stdout. */
+/**
+ * curl gives up a second before Claude Code would kill the hook; `-f` keeps an error body off stdout. On any
+ * failure (no key in the environment, Sage unreachable, an error status) the command says so in one line on
+ * stderr and exits 1, which Claude Code shows as a hook error without blocking anything.
+ */
 function curlCommand(url: string, apiKeyEnv: string | undefined, timeoutSeconds: number): string {
-  const parts = [
-    'curl -sf',
+  const curl = [
+    'curl -sSf',
     `--max-time ${Math.max(1, timeoutSeconds - 1)}`,
     '-X POST',
     "-H 'Content-Type: application/json'",
     ...(apiKeyEnv === undefined ? [] : [`-H "Authorization: Bearer $${apiKeyEnv}"`]),
     '--data-binary @-',
-    shellQuote(url),
-    '|| true'
-  ]
-  return parts.join(' ')
+    shellQuote(url)
+  ].join(' ')
+  const keyCheck = apiKeyEnv === undefined
+    ? ''
+    : `[ -n "$${apiKeyEnv}" ] || { echo ${shellQuote(`Sage: ${apiKeyEnv} is not set where Claude Code runs; nothing was saved or recalled`)} >&2; exit 1; }; `
+  const failure = shellQuote(`Sage at ${url} failed, nothing was saved or recalled (sage-memory doctor says why): `)
+  return `${keyCheck}out=$(${curl} 2>&1) || { echo ${failure}"$out" >&2; exit 1; }; printf '%s' "$out"`
 }
 
 function shellQuote(text: string): string {
@@ -257,11 +328,12 @@ async function readSettings(settingsPath: string): Promise<SettingsFile> {
 
 async function writeIfChanged(
   file: SettingsFile,
-  settings: JsonObject
+  settings: JsonObject,
+  backups?: BackupOptions
 ): Promise<{ changed: boolean; backupPath?: string }> {
   if (file.exists && isDeepStrictEqual(settings, file.settings)) return { changed: false }
   await mkdir(dirname(file.path), { recursive: true })
-  const backupPath = file.exists ? await backUp(file.path) : undefined
+  const backupPath = file.exists ? await backUp(file.path, backups) : undefined
   const temp = `${file.path}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`
   try {
     await writeFile(temp, `${JSON.stringify(settings, null, 2)}\n`, { mode: file.mode ?? 0o644, flag: 'wx' })
@@ -273,18 +345,30 @@ async function writeIfChanged(
   return { changed: true, ...(backupPath === undefined ? {} : { backupPath }) }
 }
 
-/** Copies the file to `<path>.bak-<UTC timestamp>`, never overwriting an earlier backup. */
-async function backUp(path: string): Promise<string> {
+/**
+ * Copies the file to `<name>.bak-<UTC timestamp>`, never overwriting an earlier backup: next to it, or with
+ * `backups`, in that folder under a name made of the file's path, keeping the last BACKUPS_KEPT of each file.
+ */
+async function backUp(path: string, backups?: BackupOptions): Promise<string> {
   const stamp = new Date().toISOString().replace(/[:.]/g, '-')
+  const base = backups ? join(backups.dir, path.replace(/^[\\/]+/, '').replace(/[\\/:]+/g, '_')) : path
+  if (backups) await mkdir(backups.dir, { recursive: true })
   for (let attempt = 0; ; attempt++) {
-    const backupPath = `${path}.bak-${stamp}${attempt === 0 ? '' : `-${attempt}`}`
+    const backupPath = `${base}.bak-${stamp}${attempt === 0 ? '' : `-${attempt}`}`
     try {
       await copyFile(path, backupPath, constants.COPYFILE_EXCL)
+      if (backups) await pruneBackups(backups.dir, `${base.slice(backups.dir.length + 1)}.bak-`)
       return backupPath
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error
     }
   }
+}
+
+async function pruneBackups(dir: string, prefix: string): Promise<void> {
+  // The timestamps sort as text.
+  const mine = (await readdir(dir)).filter((name) => name.startsWith(prefix)).sort()
+  for (const name of mine.slice(0, -BACKUPS_KEPT)) await rm(join(dir, name), { force: true })
 }
 
 function isSageHookEvent(event: string): event is SageHookEvent {

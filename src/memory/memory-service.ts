@@ -50,6 +50,9 @@ export interface MemoryServiceDeps {
   onWritten?: (count: number) => void
   /** Called as a save begins writing; the function it returns, once it ended (written or not). */
   onWriting?: () => () => void
+  /** Called with the namespace of each memory a save created, and of each recall answered (the overview's counts). */
+  onSaved?: (namespaces: readonly string[]) => void
+  onRecalled?: (namespace: string) => void
 }
 
 /** Who deletes, for the audit trail: an API key (request.access fits), or nobody in particular (a command, an open service). */
@@ -238,7 +241,9 @@ export function createMemoryService(deps: MemoryServiceDeps) {
     count(kind, results)
     const created = results.filter((result) => result.created).length
     if (created > 0) deps.onWritten?.(created)
-    await deps.recallCache?.invalidate(memories.filter((_, i) => results[i]!.created).map((m) => m.namespace))
+    const createdIn = memories.filter((_, i) => results[i]!.created).map((m) => m.namespace)
+    deps.onSaved?.(createdIn)
+    await deps.recallCache?.invalidate(createdIn)
     return results
   }
 
@@ -278,6 +283,7 @@ export function createMemoryService(deps: MemoryServiceDeps) {
       const query = normalizeText(body.query)
       if (query.length === 0) throw validationError('query must be a non-empty string')
       const namespace = body.namespace ?? DEFAULT_NAMESPACE
+      deps.onRecalled?.(namespace)
       // What reaches SQL is normalised as saves normalise what they store: matches agree, and no NUL reaches Postgres.
       const sessionId = body.session_id == null ? body.session_id : normalizeText(body.session_id)
       const filter = normalizeFilter(options.excludeSessionId ? { ...body.filter, exclude_session_id: options.excludeSessionId } : body.filter)
@@ -352,7 +358,8 @@ export function createMemoryService(deps: MemoryServiceDeps) {
         if (count > 0) await deps.recallCache?.invalidate([namespace])
         return count
       }),
-    sessions: (namespace: string, limit: number) => store.sessions(namespace, limit)
+    sessions: (namespace: string, limit: number) => store.sessions(namespace, limit),
+    namespaces: () => store.namespaces()
   }
 }
 

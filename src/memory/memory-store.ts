@@ -39,6 +39,13 @@ export interface DeletionRecord {
   count: number
 }
 
+export interface NamespaceCounts {
+  namespace: string
+  count: number
+  roles: Partial<Record<Role, number>>
+  last_memory_at: string
+}
+
 export interface SessionSummary {
   session_id: string
   count: number
@@ -285,6 +292,22 @@ export function createMemoryStore(db: Queryable) {
       return rows.map((row) => ({ session_id: row.session_id, count: row.count, first_at: toIso(row.first_at), last_at: toIso(row.last_at) }))
     },
 
+    /** Every namespace with its memories counted by role and its newest memory's time (one pass over the table). */
+    async namespaces(): Promise<NamespaceCounts[]> {
+      const { rows } = await db.query<{ namespace: string; role: Role; count: number; last_at: Date | string }>(
+        'SELECT namespace, role, count(*)::int AS count, max(created_at) AS last_at FROM memories GROUP BY namespace, role'
+      )
+      const byNamespace = new Map<string, NamespaceCounts>()
+      for (const row of rows) {
+        let counts = byNamespace.get(row.namespace)
+        if (!counts) byNamespace.set(row.namespace, (counts = { namespace: row.namespace, count: 0, roles: {}, last_memory_at: toIso(row.last_at) }))
+        counts.count += row.count
+        counts.roles[row.role] = row.count
+        if (toIso(row.last_at) > counts.last_memory_at) counts.last_memory_at = toIso(row.last_at)
+      }
+      return [...byNamespace.values()]
+    },
+
     /** Memories saved while the embedder was unavailable, oldest first. */
     async unembedded(limit: number): Promise<Array<{ id: string; content: string }>> {
       const { rows } = await db.query<{ id: string; content: string }>(
@@ -322,13 +345,14 @@ export function encodeCursor(createdAt: string, id: string): string {
   return Buffer.from(JSON.stringify([createdAt, id])).toString('base64url')
 }
 
-export function decodeCursor(cursor: string): [string, string] {
+/** A cursor's time and id; `idPattern` says what an id of the listed table looks like (a uuid by default). */
+export function decodeCursor(cursor: string, idPattern = /^[0-9a-f-]{36}$/i): [string, string] {
   try {
     const value: unknown = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'))
     if (
       Array.isArray(value) && value.length === 2 &&
       typeof value[0] === 'string' && !Number.isNaN(Date.parse(value[0])) &&
-      typeof value[1] === 'string' && /^[0-9a-f-]{36}$/i.test(value[1])
+      typeof value[1] === 'string' && idPattern.test(value[1])
     ) {
       return [value[0], value[1]]
     }

@@ -1,29 +1,15 @@
 import assert from 'node:assert/strict'
-import { execFile } from 'node:child_process'
 import { copyFile, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises'
 import type { AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, test } from 'node:test'
-import { promisify } from 'node:util'
 import type { FastifyInstance } from 'fastify'
 import { backends, buildTestApp, REPO_ROOT, type TestStore } from '../helper.js'
-import { freePort } from '../support/sage-process.js'
+import { freePort, runSage } from '../support/sage-process.js'
 
-const run = promisify(execFile)
-const CLI = join(REPO_ROOT, 'dist/src/cli.js')
 const TRANSCRIPT = join(REPO_ROOT, 'test/fixtures/claude-code/transcript.jsonl')
 const KEY = 'import-secret-0123456789'
-
-async function cli(args: string[], env: Record<string, string> = {}) {
-  try {
-    const { stdout, stderr } = await run(process.execPath, [CLI, ...args], { env: { PATH: process.env.PATH ?? '', ...env } })
-    return { code: 0, stdout, stderr }
-  } catch (error) {
-    const failed = error as { code: number; stdout: string; stderr: string }
-    return { code: failed.code, stdout: failed.stdout, stderr: failed.stderr }
-  }
-}
 
 describe('sage-memory import against a running Sage', () => {
   let store: TestStore
@@ -53,7 +39,7 @@ describe('sage-memory import against a running Sage', () => {
   })
 
   test('the fixture transcript yields its memories in the namespace of its cwd; a second import creates none', async () => {
-    const first = await cli(['import', TRANSCRIPT, '--url', url], { SAGE_API_KEY: KEY })
+    const first = await runSage(['import', TRANSCRIPT, '--url', url], { SAGE_API_KEY: KEY })
     assert.equal(first.code, 0, first.stderr + first.stdout)
     assert.match(first.stdout, /Imported 1 file in [\d.]+ s: 5 memories sent, 5 created, 0 duplicates/)
     assert.match(first.stdout, /Lines read: 10; skipped: meta 1, summary 1, system 1, tool_result 1, thinking 1/)
@@ -73,7 +59,7 @@ describe('sage-memory import against a running Sage', () => {
     assert.match(turn.content as string, /^The export loads the whole ledger into memory/)
     assert.deepEqual(turn.metadata, { cwd: '/home/dev/src/billing', git_branch: 'main', tool: 'claude-code', transcript: TRANSCRIPT })
 
-    const second = await cli(['import', TRANSCRIPT, '--url', url], { SAGE_API_KEY: KEY })
+    const second = await runSage(['import', TRANSCRIPT, '--url', url], { SAGE_API_KEY: KEY })
     assert.equal(second.code, 0)
     assert.match(second.stdout, /5 memories sent, 0 created, 5 duplicates/)
     assert.equal((await memories('billing')).length, 5)
@@ -96,7 +82,7 @@ describe('sage-memory import against a running Sage', () => {
     await writeFile(join(folder, 'bulk.jsonl'), `${lines.join('\n')}\nnot json at all\n`)
 
     const requestsBefore = await batchRequests()
-    const result = await cli(['import', folder, '--url', url, '--namespace', 'imported', '--key-env', 'MY_KEY'], { MY_KEY: KEY })
+    const result = await runSage(['import', folder, '--url', url, '--namespace', 'imported', '--key-env', 'MY_KEY'], { MY_KEY: KEY })
     assert.equal(result.code, 0, result.stderr + result.stdout)
     assert.match(result.stdout, /Imported 2 files in [\d.]+ s: 1205 memories sent, 1205 created, 0 duplicates/)
     assert.match(result.stdout, /malformed 1/)
@@ -108,10 +94,10 @@ describe('sage-memory import against a running Sage', () => {
   })
 
   test('a key that is refused stops the import with a message saying what to do', async () => {
-    const noKey = await cli(['import', TRANSCRIPT, '--url', url])
+    const noKey = await runSage(['import', TRANSCRIPT, '--url', url])
     assert.equal(noKey.code, 1)
     assert.match(noKey.stderr, /Sage refused the request \(401: an API key is required.*\) for namespace "billing"; pass a key/)
-    const unset = await cli(['import', TRANSCRIPT, '--url', url, '--key-env', 'NOT_SET'])
+    const unset = await runSage(['import', TRANSCRIPT, '--url', url, '--key-env', 'NOT_SET'])
     assert.equal(unset.code, 1)
     assert.match(unset.stderr, /NOT_SET is not set/)
   })
@@ -119,7 +105,7 @@ describe('sage-memory import against a running Sage', () => {
   test('an unreachable Sage is an error at once, not a hang', async () => {
     const nobody = `http://127.0.0.1:${await freePort()}`
     const started = Date.now()
-    const result = await cli(['import', TRANSCRIPT, '--url', nobody], { SAGE_API_KEY: KEY })
+    const result = await runSage(['import', TRANSCRIPT, '--url', nobody], { SAGE_API_KEY: KEY })
     assert.equal(result.code, 1)
     assert.match(result.stderr, /cannot reach Sage at http:\/\/127\.0\.0\.1:\d+: fetch failed \(ECONNREFUSED\)/)
     // Nothing ever answered: a wrong address fails at once rather than after the retries meant for restarts.

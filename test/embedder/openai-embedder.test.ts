@@ -1,6 +1,7 @@
 import { test, describe, before, after, beforeEach } from 'node:test'
 import assert from 'node:assert/strict'
-import { EmbedderError, OpenAIEmbedder, type OpenAIEmbedderOptions } from '../../src/embedder/openai-embedder.js'
+import { EmbedderError } from '../../src/embedder/embedder-error.js'
+import { OpenAIEmbedder, type OpenAIEmbedderOptions } from '../../src/embedder/openai-embedder.js'
 import { deterministicEmbedding, startEmbeddingServer, type EmbeddingServer } from '../support/embedding-server.js'
 
 const DIMENSION = 16

@@ -4,12 +4,13 @@ import { chmod, mkdir, mkdtemp, readdir, readFile, rm, stat, symlink, writeFile 
 import { createServer, type IncomingMessage } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
-import { join } from 'node:path'
+import { dirname, join } from 'node:path'
 import { test, type TestContext } from 'node:test'
 import { promisify } from 'node:util'
 import {
   buildSageHooks,
   installHooks,
+  readSageHooks,
   isSageHook,
   SAGE_HOOK_EVENTS,
   settingsPathFor,
@@ -66,7 +67,9 @@ test('buildSageHooks: http hooks to /hooks/claude-code, a curl command for Sessi
       hooks: [
         {
           type: 'command',
-          command: `curl -sf --max-time 2 -X POST -H 'Content-Type: application/json' --data-binary @- '${url}' || true`,
+          command:
+            `out=$(curl -sSf --max-time 2 -X POST -H 'Content-Type: application/json' --data-binary @- '${url}' 2>&1) || ` +
+            `{ echo 'Sage at ${url} failed, nothing was saved or recalled (sage-memory doctor says why): '"$out" >&2; exit 1; }; printf '%s' "$out"`,
           timeout: 3
         }
       ]
@@ -82,8 +85,11 @@ test('buildSageHooks: with a key variable every event uses curl, which expands i
     assert.deepEqual(group.hooks[0], {
       type: 'command',
       command:
-        `curl -sf --max-time 9 -X POST -H 'Content-Type: application/json' -H "Authorization: Bearer $SAGE_API_KEY" ` +
-        `--data-binary @- 'https://sage.example/base/hooks/claude-code' || true`,
+        `[ -n "$SAGE_API_KEY" ] || { echo 'Sage: SAGE_API_KEY is not set where Claude Code runs; nothing was saved or recalled' >&2; exit 1; }; ` +
+        `out=$(curl -sSf --max-time 9 -X POST -H 'Content-Type: application/json' -H "Authorization: Bearer $SAGE_API_KEY" ` +
+        `--data-binary @- 'https://sage.example/base/hooks/claude-code' 2>&1) || ` +
+        `{ echo 'Sage at https://sage.example/base/hooks/claude-code failed, nothing was saved or recalled (sage-memory doctor says why): '"$out" >&2; exit 1; }; ` +
+        `printf '%s' "$out"`,
       timeout: 10
     })
   }
@@ -143,7 +149,7 @@ test('installing twice changes nothing and writes no second backup', async (t) =
   const filesOnce = await readdir(dir)
 
   const again = await installHooks(path, { baseUrl: BASE, namespace: 'billing' })
-  assert.deepEqual(again, { changed: false, added: [] })
+  assert.deepEqual(again, { changed: false, added: [], created: false })
   assert.equal(await readFile(path, 'utf8'), once)
   assert.deepEqual(await readdir(dir), filesOnce)
 })
@@ -160,7 +166,7 @@ test('reinstalling with another address or key replaces Sage entries in place, n
   const second = (await readJson(path)) as { hooks: Record<string, unknown[]> }
   const entries = sageEntries(second)
   assert.equal(entries.length, SAGE_HOOK_EVENTS.length)
-  for (const [, entry] of entries) assert.match((entry as CommandHook).command, /sage\.team\.example.*\|\| true$/)
+  for (const [, entry] of entries) assert.match((entry as CommandHook).command, /sage\.team\.example.*printf '%s' "\$out"$/)
   for (const event of Object.keys(first.hooks)) assert.equal(second.hooks[event]?.length, first.hooks[event]?.length)
 })
 
@@ -189,7 +195,7 @@ test('uninstall restores the original settings, and a second uninstall changes n
   assert.deepEqual(await readJson(path), ORIGINAL)
 
   const filesAfter = await readdir(dir)
-  assert.deepEqual(await uninstallHooks(path), { changed: false, removed: [] })
+  assert.deepEqual(await uninstallHooks(path), { changed: false, removed: [], deletedFile: false })
   assert.deepEqual(await readdir(dir), filesAfter)
 })
 
@@ -203,7 +209,44 @@ test('install creates a missing file and folders; uninstall then leaves no empty
 
   await uninstallHooks(path)
   assert.deepEqual(await readJson(path), {})
-  assert.deepEqual(await uninstallHooks(join(dir, 'nowhere.json')), { changed: false, removed: [] })
+  assert.deepEqual(await uninstallHooks(join(dir, 'nowhere.json')), { changed: false, removed: [], deletedFile: false })
+})
+
+test('with a backup folder, backups stay out of the project and do not pile up; uninstall deletes a file install created', async (t) => {
+  const dir = await tempDir(t)
+  const backups = { dir: join(dir, 'data', 'backups') }
+  await mkdir(join(dir, 'project'))
+  const path = await writeOriginal(join(dir, 'project'))
+  for (let n = 0; n < 8; n++) {
+    // Each run changes the file (another timeout), so each makes a backup.
+    const result = await installHooks(path, { baseUrl: BASE, timeoutSeconds: n + 1 }, backups)
+    assert.ok(result.backupPath?.startsWith(backups.dir), result.backupPath)
+  }
+  assert.deepEqual((await readdir(dirname(path))).sort(), ['settings.json'], 'nothing next to the file')
+  assert.equal((await readdir(backups.dir)).filter((name) => name.includes('.bak-')).length, 5)
+  // A file the user had keeps existing after uninstall, as it was.
+  assert.equal((await uninstallHooks(path, backups)).deletedFile, false)
+  assert.deepEqual(await readJson(path), ORIGINAL)
+
+  const created = settingsPathFor('local', join(dir, 'repo'), join(dir, 'home'))
+  assert.equal((await installHooks(created, { baseUrl: BASE }, backups)).created, true)
+  assert.equal((await uninstallHooks(created, backups)).deletedFile, true)
+  await assert.rejects(stat(created), { code: 'ENOENT' })
+  // Created, then given a setting of the user's own: uninstall keeps the file and that setting.
+  await installHooks(created, { baseUrl: BASE }, backups)
+  await writeFile(created, JSON.stringify({ ...(await readJson(created) as object), model: 'opus' }))
+  assert.equal((await uninstallHooks(created, backups)).deletedFile, false)
+  assert.deepEqual(await readJson(created), { model: 'opus' })
+})
+
+test('readSageHooks finds Sage\'s entries, their URL and key variable, in any event', async (t) => {
+  const dir = await tempDir(t)
+  const path = await writeOriginal(dir)
+  await installHooks(path, { baseUrl: BASE, apiKeyEnv: 'MY_KEY' })
+  const found = await readSageHooks(path)
+  assert.deepEqual(found.map((f) => f.event).sort(), [...SAGE_HOOK_EVENTS].sort())
+  for (const hook of found) assert.deepEqual([hook.type, hook.url, hook.keyEnv], ['command', `${BASE}/hooks/claude-code`, 'MY_KEY'])
+  assert.deepEqual(await readSageHooks(join(dir, 'missing.json')), [])
 })
 
 test('a file that is not valid JSON, or not an object, is refused and left untouched', async (t) => {
@@ -246,18 +289,20 @@ const hasCurl = await promisify(execFile)('curl', ['--version']).then(
   () => false
 )
 
-function runHook(command: string, stdin: string, env: Record<string, string>): Promise<{ code: number | null; stdout: string }> {
+function runHook(command: string, stdin: string, env: Record<string, string>): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
-    const child = spawn('sh', ['-c', command], { env: { ...process.env, ...env }, stdio: ['pipe', 'pipe', 'pipe'] })
+    const child = spawn('sh', ['-c', command], { env: { PATH: process.env.PATH ?? '', ...env }, stdio: ['pipe', 'pipe', 'pipe'] })
     let stdout = ''
+    let stderr = ''
     child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()))
+    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()))
     child.on('error', reject)
-    child.on('close', (code) => resolve({ code, stdout }))
+    child.on('close', (code) => resolve({ code, stdout, stderr }))
     child.stdin.end(stdin)
   })
 }
 
-test('the curl command posts stdin with the key, prints the answer, and exits 0 silently on failure', { skip: !hasCurl && 'curl is not installed' }, async (t) => {
+test('the curl command posts stdin with the key and prints the answer; a failure is one line on stderr and exit 1, never 2', { skip: !hasCurl && 'curl is not installed' }, async (t) => {
   let status = 200
   const seen: Array<{ url?: string; auth?: string; type?: string; body: string }> = []
   const server = createServer((request: IncomingMessage, response) => {
@@ -277,17 +322,30 @@ test('the curl command posts stdin with the key, prints the answer, and exits 0 
     buildSageHooks({ baseUrl, apiKeyEnv: 'SAGE_API_KEY', namespace: 'team/x' }).SessionStart[0].hooks[0].command
 
   const ok = await runHook(hook(`http://127.0.0.1:${port}`), payload, { SAGE_API_KEY: 'k-123' })
-  assert.deepEqual(ok, { code: 0, stdout: '{"hookSpecificOutput":{"hookEventName":"SessionStart","additionalContext":"hi"}}' })
+  assert.deepEqual(ok, { code: 0, stdout: '{"hookSpecificOutput":{"hookEventName":"SessionStart","additionalContext":"hi"}}', stderr: '' })
   assert.deepEqual(seen, [
     { url: '/hooks/claude-code?namespace=team%2Fx', auth: 'Bearer k-123', type: 'application/json', body: payload }
   ])
 
+  // Claude Code shows a hook's stderr to the user on any exit but 0 and 2; 2 would block the prompt.
+  const missing = await runHook(hook(`http://127.0.0.1:${port}`), payload, {})
+  assert.equal(missing.code, 1)
+  assert.equal(missing.stdout, '')
+  assert.match(missing.stderr, /^Sage: SAGE_API_KEY is not set where Claude Code runs/)
+  assert.equal(seen.length, 1, 'no call without the key')
+
   status = 401
-  assert.deepEqual(await runHook(hook(`http://127.0.0.1:${port}`), payload, { SAGE_API_KEY: 'wrong' }), { code: 0, stdout: '' })
+  const refused = await runHook(hook(`http://127.0.0.1:${port}`), payload, { SAGE_API_KEY: 'wrong' })
+  assert.equal(refused.code, 1)
+  assert.equal(refused.stdout, '')
+  assert.match(refused.stderr, /^Sage at http:\/\/127\.0\.0\.1:\d+\/hooks\/claude-code\?namespace=team%2Fx failed.*401/)
 
   const closed = createServer()
   await new Promise<void>((resolve) => closed.listen(0, '127.0.0.1', resolve))
   const deadPort = (closed.address() as AddressInfo).port
   await new Promise<void>((resolve) => closed.close(() => resolve()))
-  assert.deepEqual(await runHook(hook(`http://127.0.0.1:${deadPort}`), payload, { SAGE_API_KEY: 'k' }), { code: 0, stdout: '' })
+  const unreachable = await runHook(hook(`http://127.0.0.1:${deadPort}`), payload, { SAGE_API_KEY: 'k' })
+  assert.equal(unreachable.code, 1)
+  assert.equal(unreachable.stdout, '')
+  assert.match(unreachable.stderr, /^Sage at .* failed, nothing was saved or recalled .*(Failed to connect|Couldn't connect)/)
 })

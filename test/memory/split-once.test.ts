@@ -14,6 +14,7 @@ function recordingEmbedder(): Embedder & { split: Array<{ text: string; terms: r
   return {
     id: inner.id,
     dimension: inner.dimension,
+    kind: inner.kind,
     local: true,
     split,
     plain,

@@ -47,4 +47,17 @@ test('npm start builds only when a source, the TypeScript settings or the lock f
 
   await file('package-lock.json', 5)
   assert.equal(await staleness(root), 'the TypeScript settings or the dependencies changed since the build')
+  await file('dist/src/cli.js', 6)
+  await file('dist/src/commands/serve.js', 6)
+  await file('dist/routes/health/index.js', 6)
+  assert.equal(await staleness(root), 'fresh')
+
+  // The page: Vite's bundle stands behind dist/ui/index.html.
+  await file('ui/src/app.tsx', 7)
+  assert.equal(await staleness(root), 'the page (ui/) has no build')
+  await file('dist/ui/index.html', 8)
+  await file('ui/node_modules/x/index.js', 9)
+  assert.equal(await staleness(root), 'fresh', 'the page\'s node_modules are not its sources')
+  await file('ui/src/app.tsx', 10)
+  assert.equal(await staleness(root), 'ui/src/app.tsx changed since the build')
 })

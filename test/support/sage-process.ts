@@ -1,7 +1,8 @@
-import { spawn, type ChildProcess } from 'node:child_process'
+import { execFile, spawn, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
 import { createServer } from 'node:net'
 import { join } from 'node:path'
+import { promisify } from 'node:util'
 import { REPO_ROOT } from '../helper.js'
 
 export interface SageProcess {
@@ -59,5 +60,18 @@ export async function startSage(env: Record<string, string>, timeoutMs = 30_000)
       if (child.exitCode === null && child.signalCode === null) child.kill(signal)
       return exited
     }
+  }
+}
+
+const execFileAsync = promisify(execFile)
+
+/** Runs the built `sage-memory` with `args` and only `env` (and PATH) as its environment, to its exit or `timeoutMs`. */
+export async function runSage(args: string[], env: Record<string, string> = {}, timeoutMs = 60_000): Promise<{ code: number; stdout: string; stderr: string }> {
+  try {
+    const { stdout, stderr } = await execFileAsync(process.execPath, [join(REPO_ROOT, 'dist/src/cli.js'), ...args], { env: { PATH: process.env.PATH ?? '', ...env }, timeout: timeoutMs })
+    return { code: 0, stdout, stderr }
+  } catch (error) {
+    const failed = error as { code: number; stdout: string; stderr: string }
+    return { code: failed.code, stdout: failed.stdout, stderr: failed.stderr }
   }
 }

@@ -2,6 +2,7 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from 'typebox'
 import { notFound } from '../../../src/errors.js'
 import { DEFAULT_NAMESPACE } from '../../../src/memory/memory-service.js'
+import { normalizeText } from '../../../src/memory/normalize.js'
 import {
   BatchBody, BatchResult, DeleteManyQuery, DeleteManyResult, ErrorBody, IdParams, ListQuery, ListResult, Memory, MemoryInput, SaveResult
 } from '../../../src/memory/memory-schemas.js'
@@ -81,7 +82,13 @@ const memories: FastifyPluginAsyncTypebox = async (fastify) => {
       querystring: DeleteManyQuery,
       response: { 200: DeleteManyResult, ...errors }
     }
-  }, async (request) => ({ deleted: await fastify.memories.deleteMany(request.query.namespace, request.query.session_id, request.access) }))
+  }, async (request) => {
+    const deleted = await fastify.memories.deleteMany(request.query.namespace, request.query.session_id, request.access)
+    // The prompts of a forgotten session are forgotten in its injection traces too (its id normalised as saves store it).
+    const sessionId = request.query.session_id === undefined ? undefined : normalizeText(request.query.session_id)
+    await fastify.injections.store.forgetSession(request.query.namespace, sessionId)
+    return { deleted }
+  })
 
   // By id the namespace is known only after the lookup: one outside the key's scope is a 404 like a missing id.
   fastify.get('/:id', {
@@ -99,6 +106,7 @@ const memories: FastifyPluginAsyncTypebox = async (fastify) => {
   }, async (request, reply) => {
     const namespace = await fastify.memories.delete(request.params.id, request.access)
     if (!namespace) throw notFound()
+    await fastify.injections.store.forgetPromptMemory(request.params.id)
     return reply.code(204).send(null)
   })
 }

@@ -57,7 +57,9 @@ export default fp<{ backfill?: boolean; vectorIndexer?: boolean }>(
         redactSecrets: config.SAGE_REDACT_SECRETS,
         embedTimeoutMs: config.EMBEDDING_SAVE_TIMEOUT_MS,
         onWritten: vectorIndexer.poke,
-        onWriting: vectorIndexer.saveStarted
+        onWriting: vectorIndexer.saveStarted,
+        onSaved: fastify.namespaceActivity.saved,
+        onRecalled: fastify.namespaceActivity.recalled
     })
     fastify.decorate('memories', memories)
     registerPoolGauge(metrics, () => db.poolStats())
@@ -84,5 +86,5 @@ export default fp<{ backfill?: boolean; vectorIndexer?: boolean }>(
     if (options.backfill !== false) fastify.addHook('onReady', async () => backfill.start())
     fastify.addHook('preClose', () => backfill.stop())
   },
-  { name: 'memory-service', dependencies: ['config', 'database', 'embedder', 'metrics', 'redis'] }
+  { name: 'memory-service', dependencies: ['config', 'database', 'embedder', 'metrics', 'redis', 'namespace-activity'] }
 )
