@@ -7,6 +7,7 @@ import type { Config } from './config.js'
 import type { Database } from './db/database.js'
 import type { Embedder } from './embedder/embedder.js'
 import accessPlugin from './plugins/app/access.js'
+import configReloadPlugin from './plugins/app/config-reload.js'
 import embedderPlugin from './plugins/app/embedder.js'
 import errorHandler from './plugins/app/error-handler.js'
 import injectionLogPlugin from './plugins/app/injection-log.js'
@@ -35,7 +36,17 @@ export interface AppOptions {
   /** Run this replica's save-queue consumer when Redis is configured (tests inspect the queue without it). Default true. */
   queueConsumer?: boolean
   logger?: FastifyServerOptions['logger']
+  /** How a reload reads the configuration again; default loadConfig() (the environment over SAGE_ENV_FILE). */
+  readConfig?: () => Config
 }
+
+/** Human-readable lines for a person at a terminal; JSON lines for the journal, files and log shippers. */
+export function logsArePretty(config: Pick<Config, 'LOG_FORMAT'>, terminal = process.stdout.isTTY === true): boolean {
+  return config.LOG_FORMAT === 'pretty' || (config.LOG_FORMAT === 'auto' && terminal)
+}
+
+/** The requests that probes and scrapers repeat all day: logged at debug while they succeed, so info shows real traffic. */
+const PROBE = /^\/(health|metrics)([/?]|$)/
 
 export function loggerOptions(config: Config): FastifyServerOptions['logger'] {
   return {
@@ -47,8 +58,10 @@ export function loggerOptions(config: Config): FastifyServerOptions['logger'] {
 
 /** The whole application: Fastify with Sage's plugins and routes, not yet listening. */
 export async function buildApp(config: Config, options: AppOptions = {}): Promise<FastifyInstance> {
+  // Loaded only when used: importing pino-pretty costs about 100 ms of every start.
+  const pretty = options.logger === undefined && logsArePretty(config) ? (await import('pino-pretty')).default({ colorize: true, sync: true }) : undefined
   const app = Fastify({
-    logger: options.logger ?? loggerOptions(config),
+    logger: options.logger ?? { ...(loggerOptions(config) as object), ...(pretty ? { stream: pretty } : {}) },
     bodyLimit: config.BODY_LIMIT_BYTES,
     // No limit: migrating, or building the vector index over a large store (about 1 ms a memory), takes minutes,
     // and the service only listens once it is done, so nothing is served half-ready meanwhile.
@@ -71,7 +84,8 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
   app.removeContentTypeParser('text/plain')
 
   app.addHook('onResponse', async (request, reply) => {
-    request.log.info({ req: request, res: reply, responseTime: reply.elapsedTime }, 'request completed')
+    const level = reply.statusCode < 400 && PROBE.test(request.url) ? 'debug' : 'info'
+    request.log[level]({ req: request, res: reply, responseTime: reply.elapsedTime }, 'request completed')
   })
 
   // Responses finished during shutdown close their keep-alive socket, so close() need not wait out the idle timeout.
@@ -86,6 +100,7 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
   await app.register(configPlugin, { config })
   await app.register(errorHandler)
   await app.register(accessPlugin)
+  await app.register(configReloadPlugin, { read: options.readConfig })
   await app.register(metricsPlugin)
   await app.register(swaggerPlugin)
   await app.register(redisPlugin)

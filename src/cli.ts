@@ -1,13 +1,17 @@
 #!/usr/bin/env node
 import type { Command } from './commands/command.js'
 import { doctor } from './commands/doctor.js'
+import { exportCommand } from './commands/export.js'
 import { hooks } from './commands/hooks.js'
 import { importCommand } from './commands/import.js'
+import { keys } from './commands/keys.js'
 import { migrate } from './commands/migrate.js'
 import { models } from './commands/models.js'
 import { queue } from './commands/queue.js'
 import { reembed } from './commands/reembed.js'
 import { serve } from './commands/serve.js'
+import { service } from './commands/service.js'
+import { PACKAGE_VERSION } from './package-root.js'
 
 /** Every subcommand, by name; each lives in src/commands/. */
 const COMMANDS: Record<string, Command> = {
@@ -16,9 +20,12 @@ const COMMANDS: Record<string, Command> = {
   reembed,
   hooks,
   import: importCommand,
+  export: exportCommand,
   queue,
   models,
-  doctor
+  doctor,
+  keys,
+  service
 }
 
 function usage(): string {
@@ -27,7 +34,7 @@ function usage(): string {
     lines.push(`  sage-memory ${name.padEnd(10)} ${command.summary}`)
     if (command.usage) lines.push(...command.usage.split('\n').map((line) => `      ${line}`))
   }
-  lines.push('  sage-memory help       this text', '', 'With no command, sage-memory serves.')
+  lines.push('  sage-memory help       this text', '  sage-memory --version  the version', '', 'With no command, sage-memory serves.')
   return lines.join('\n')
 }
 
@@ -35,6 +42,10 @@ async function main(argv: string[]): Promise<number | undefined> {
   const [name = 'serve', ...args] = argv
   if (name === 'help' || name === '--help' || name === '-h') {
     console.log(usage())
+    return 0
+  }
+  if (name === '--version' || name === '-v' || name === 'version') {
+    console.log(`sage-memory ${PACKAGE_VERSION}`)
     return 0
   }
   const command = COMMANDS[name]

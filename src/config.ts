@@ -1,5 +1,7 @@
 import { envSchema } from 'env-schema'
+import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
+import { parseEnv } from 'node:util'
 import { Type, type Static } from 'typebox'
 
 /** The model each provider that takes one uses when EMBEDDING_MODEL is unset. */
@@ -58,7 +60,7 @@ export const ConfigSchema = Type.Object({
   QUEUE_MAX_ATTEMPTS: Type.Integer({ default: 5, minimum: 1, maximum: 100, description: 'Tries before a queued save moves to the dead-letter stream' }),
   CACHE_TTL_SECONDS: Type.Integer({ default: 300, minimum: 1, description: 'Time to live of cached recalls' }),
   EMBEDDING_CACHE_TTL_SECONDS: Type.Integer({ default: 86400, minimum: 1, description: 'Time to live of cached embeddings' }),
-  RATE_LIMIT_MAX: Type.Integer({ default: 600, minimum: 1, description: 'Requests per window per key (or per address when open)' }),
+  RATE_LIMIT_MAX: Type.Integer({ default: 600, minimum: 0, description: 'Requests per window per key (or per address when open); 0 turns the limiter off' }),
   RATE_LIMIT_WINDOW_MS: Type.Integer({ default: 60000, minimum: 1000, description: 'Rate limit window' }),
 
   // Hooks (issue: Claude Code hooks).
@@ -75,15 +77,46 @@ export const ConfigSchema = Type.Object({
   SAGE_API_KEYS_FILE: Type.Optional(Type.String({ minLength: 1, description: 'File with the same entries, one a line (# comments); re-read on SIGHUP, keeping the last good keys if it is invalid' })),
   SAGE_ALLOW_OPEN: Type.Boolean({ default: false, description: 'Serve a non-loopback address with no keys (say so only behind your own auth)' }),
   METRICS_TOKEN: Type.Optional(Type.String({ minLength: 1, description: 'Bearer token /metrics requires when set' })),
-  METRICS_PORT: Type.Optional(Type.Integer({ minimum: 1, maximum: 65535, description: 'Serve /metrics on this port (same host) instead of the main one, where it then answers 404' }))
+  METRICS_PORT: Type.Optional(Type.Integer({ minimum: 1, maximum: 65535, description: 'Serve /metrics on this port (same host) instead of the main one, where it then answers 404' })),
+
+  // Running the service day to day: its environment file, re-read on SIGHUP, and how it logs.
+  SAGE_ENV_FILE: Type.Optional(Type.String({ minLength: 1, description: 'Environment file (KEY=value lines) read at start and re-read on SIGHUP; variables set in the process environment win over it' })),
+  LOG_FORMAT: Type.Enum(['auto', 'json', 'pretty'], { default: 'auto', description: 'auto: human-readable on a terminal, JSON lines otherwise' })
 })
+
+/**
+ * What SIGHUP changes in a running service (src/plugins/app/config-reload.ts); every other variable is read once
+ * at start, and a change to it is logged as needing a restart.
+ */
+export const LIVE_SETTINGS = [
+  'LOG_LEVEL',
+  'RATE_LIMIT_MAX',
+  'RATE_LIMIT_WINDOW_MS',
+  'HOOK_DEADLINE_MS',
+  'HOOK_TOKEN_BUDGET',
+  'SAGE_API_KEYS',
+  'SAGE_API_KEYS_FILE'
+] as const satisfies ReadonlyArray<keyof Config>
 
 export type Config = Static<typeof ConfigSchema>
 
-/** Reads and validates the environment once; a bad value throws a message naming the variable. */
+/** Reads and validates the environment (with SAGE_ENV_FILE's variables under it); a bad value throws a message naming the variable. */
 export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
-  const config = envSchema<Config>({ schema: ConfigSchema, data: env, dotenv: false })
+  const config = envSchema<Config>({ schema: ConfigSchema, data: withEnvironmentFile(env), dotenv: false })
   return checkConfig(config)
+}
+
+/** `env` over the variables of the file SAGE_ENV_FILE names (util.parseEnv's KEY=value syntax), when it names one. */
+export function withEnvironmentFile(env: Record<string, string | undefined>): Record<string, string | undefined> {
+  const file = env.SAGE_ENV_FILE
+  if (!file) return env
+  let text: string
+  try {
+    text = readFileSync(file, 'utf8')
+  } catch (error) {
+    throw new Error(`SAGE_ENV_FILE ${file} cannot be read: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`, { cause: error })
+  }
+  return { ...parseEnv(text), ...env }
 }
 
 /** Rules that span several variables, which a per-variable schema cannot say. */

@@ -9,7 +9,8 @@ export { LOOPBACK } from './security/check-exposure.js'
 
 /**
  * The process: builds the app, listens, and on SIGTERM/SIGINT stops accepting, finishes in-flight
- * requests within SHUTDOWN_GRACE_MS, then closes the pools. Refuses a non-loopback address without keys.
+ * requests within SHUTDOWN_GRACE_MS, then closes the pools; on SIGHUP reloads the configuration.
+ * Refuses a non-loopback address without keys.
  */
 export async function startServer(config: Config): Promise<FastifyInstance> {
   const openWarning = checkExposure(config)
@@ -17,8 +18,13 @@ export async function startServer(config: Config): Promise<FastifyInstance> {
   if (openWarning) app.log.warn(openWarning)
   const metricsServer = config.METRICS_PORT === undefined ? undefined : createMetricsServer(app.metrics.registry, { token: config.METRICS_TOKEN })
   if (metricsServer) app.addHook('onClose', () => metricsServer.close())
-  // With a key file, SIGHUP means "re-read the keys" (src/plugins/app/access.ts), not "shut down".
-  closeWithGrace({ delay: config.SHUTDOWN_GRACE_MS, skip: config.SAGE_API_KEYS_FILE ? ['SIGHUP'] : [] }, async ({ signal, err }) => {
+  // SIGHUP means "read the configuration again" (src/plugins/app/config-reload.ts), never "shut down".
+  const onHangup = () => void app.reloadConfig()
+  process.on('SIGHUP', onHangup)
+  app.addHook('onClose', async () => {
+    process.off('SIGHUP', onHangup)
+  })
+  closeWithGrace({ delay: config.SHUTDOWN_GRACE_MS, skip: ['SIGHUP'] }, async ({ signal, err }) => {
     if (err) app.log.error({ err }, 'shutting down after an unexpected error')
     else app.log.info({ signal }, 'shutting down')
     await app.close()

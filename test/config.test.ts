@@ -43,7 +43,8 @@ test('a local model: chosen by name only, with its own default model and a cache
 })
 
 test('docker-compose.yml gives Sage only variables the configuration schema knows', async () => {
-  const compose = parse(await readFile(join(REPO_ROOT, 'docker-compose.yml'), 'utf8'))
+  // Merge keys on: the replicas share one definition (x-sage) and one environment.
+  const compose = parse(await readFile(join(REPO_ROOT, 'docker-compose.yml'), 'utf8'), { merge: true })
   const environment = compose.services.sage.environment as Record<string, string>
   const known = new Set(Object.keys(ConfigSchema.properties))
   for (const name of Object.keys(environment)) assert.ok(known.has(name), `docker-compose.yml sets ${name}, which Sage does not read`)

@@ -34,12 +34,18 @@ const PASSED_THROUGH = new Set([401, 429])
  * hook, always answered 200 with a JSON object within HOOK_DEADLINE_MS (see src/hooks/claude-code-hook.ts).
  */
 const claudeCode: FastifyPluginAsyncTypebox = async (fastify) => {
+  const { config } = fastify
   const hook = createClaudeCodeHook({
     memories: fastify.memories,
-    namespaceOf: createHookNamespace(fastify.config.HOOK_NAMESPACE_MAP),
+    namespaceOf: createHookNamespace(config.HOOK_NAMESPACE_MAP),
     log: fastify.log,
-    deadlineMs: fastify.config.HOOK_DEADLINE_MS,
-    tokenBudget: fastify.config.HOOK_TOKEN_BUDGET,
+    // Read at each call: a reload (SIGHUP) changes them without a restart.
+    get deadlineMs() {
+      return config.HOOK_DEADLINE_MS
+    },
+    get tokenBudget() {
+      return config.HOOK_TOKEN_BUDGET
+    },
     registry: fastify.metrics.registry,
     queue: fastify.hasDecorator('saveQueue') ? fastify.saveQueue : undefined,
     injections: fastify.injections,

@@ -1,17 +1,17 @@
 import { parseArgs } from 'node:util'
+import { importMemories, isMemoryExport, type MemoryImportSummary } from '../backup/memory-import.js'
 import { createHookNamespace, NAMESPACE_PATTERN } from '../hooks/hook-namespace.js'
 import { importTranscripts, type TranscriptImportProgress, type TranscriptImportSummary } from '../hooks/transcript-import.js'
 import type { Command } from './command.js'
+import { progressBar } from './progress-bar.js'
 
 const USAGE = `PATH [--url http://127.0.0.1:8765] [--key-env SAGE_API_KEY] [--namespace N] [--no-tool-calls]
-  PATH: a transcript (.jsonl) or a folder of them, e.g. ~/.claude/projects; safe to run again`
-/** Without a terminal, a progress line this often, so logs of long imports show they are alive. */
-const PIPE_PROGRESS_MS = 10_000
-const TTY_PROGRESS_MS = 200
+  PATH: a file of sage-memory export (or - for standard input), or Claude Code transcripts: a .jsonl
+  or a folder of them, e.g. ~/.claude/projects; told apart by their first line; safe to run again`
 
-/** `sage-memory import PATH`: Claude Code history into a running Sage, over HTTP. */
+/** `sage-memory import PATH`: an export of Sage's, or Claude Code history, into a running Sage, over HTTP. */
 export const importCommand: Command = {
-  summary: 'import Claude Code transcripts into a running Sage (again: nothing new is created)',
+  summary: 'import an export or Claude Code transcripts into a running Sage (again: nothing new is created)',
   usage: USAGE,
   async run(args) {
     const { values, positionals } = parseArgs({
@@ -36,44 +36,35 @@ export const importCommand: Command = {
       throw new Error(`--namespace must be 1-128 characters of [A-Za-z0-9._:/@-], got "${values.namespace}"`)
     }
 
+    const path = positionals[0]!
+    if (path === '-' || (await isMemoryExport(path))) {
+      const started = Date.now()
+      const bar = progressBar('importing', (bytes) => `${(bytes / 1e6).toFixed(1)} MB`)
+      const summary = await importMemories({
+        input: path === '-' ? process.stdin : path,
+        url: values.url,
+        apiKey,
+        namespace: values.namespace,
+        onProgress: (p) => bar.update(p.bytesRead, p.totalBytes, `${p.sent} sent, ${p.created} created, ${p.duplicates} already there`)
+      }).finally(() => bar.stop())
+      console.log(describeExportImport(summary, Date.now() - started))
+      return summary.malformedCount > 0 || summary.rejected.length > 0 ? 1 : 0
+    }
+
     const started = Date.now()
-    const report = progressReporter(started)
+    const bar = progressBar('importing', (files) => `${files} ${files === 1 ? 'file' : 'files'}`)
     const summary = await importTranscripts({
-      path: positionals[0]!,
+      path,
       url: values.url,
       apiKey,
       namespace: values.namespace,
       // Namespaces as the hook derives them, so imported history and live sessions meet.
       namespaceOf: createHookNamespace(process.env.HOOK_NAMESPACE_MAP),
       includeToolCalls: !values['no-tool-calls'],
-      onProgress: report.update
-    })
-    report.done()
+      onProgress: (p: TranscriptImportProgress) => bar.update(p.filesDone, p.files, `memories sent ${p.sent} (created ${p.created}, duplicates ${p.duplicates})`)
+    }).finally(() => bar.stop())
     console.log(describe(summary, Date.now() - started))
     return summary.unreadable.length > 0 || summary.rejected.length > 0 ? 1 : 0
-  }
-}
-
-function progressReporter(started: number) {
-  const tty = process.stderr.isTTY === true
-  let last = started
-  let shown = false
-  return {
-    update(p: TranscriptImportProgress) {
-      const now = Date.now()
-      if (now - last < (tty ? TTY_PROGRESS_MS : PIPE_PROGRESS_MS)) return
-      last = now
-      const line = `files ${p.filesDone}/${p.files}, memories sent ${p.sent} (created ${p.created}, duplicates ${p.duplicates}), ${Math.round((now - started) / 1000)} s`
-      if (tty) {
-        process.stderr.write(`\r${line}\u001b[K`)
-        shown = true
-      } else {
-        process.stderr.write(`${line}\n`)
-      }
-    },
-    done() {
-      if (shown) process.stderr.write('\r\u001b[K')
-    }
   }
 }
 
@@ -90,5 +81,21 @@ function describe(summary: TranscriptImportSummary, elapsedMs: number): string {
     for (const { source_id, message } of summary.rejected.slice(0, 10)) lines.push(`  ${source_id}: ${message}`)
   }
   for (const { file, message } of summary.unreadable) lines.push(`Could not read ${file}: ${message}`)
+  return lines.join('\n')
+}
+
+function describeExportImport(summary: MemoryImportSummary, elapsedMs: number): string {
+  const lines = [
+    `Imported an export in ${(elapsedMs / 1000).toFixed(1)} s: ${summary.sent} memories sent, ${summary.created} created, ` +
+      `${summary.duplicates} duplicates (already there)`
+  ]
+  if (summary.malformedCount > 0) {
+    lines.push(`Lines that are not an exported memory: ${summary.malformedCount}`)
+    for (const { line, message } of summary.malformed.slice(0, 10)) lines.push(`  line ${line}: ${message}`)
+  }
+  if (summary.rejected.length > 0) {
+    lines.push(`Refused by Sage: ${summary.rejected.length}`)
+    for (const { source_id, message } of summary.rejected.slice(0, 10)) lines.push(`  ${source_id}: ${message}`)
+  }
   return lines.join('\n')
 }

@@ -6,7 +6,7 @@ import { queueKeys } from '../queue/queue-keys.js'
 import { redisOptions } from '../redis/redis-clients.js'
 import type { Command } from './command.js'
 
-const USAGE = `status [--json]                   depth, pending, oldest entry's age, consumers, dead letters
+const USAGE = `status [--json]                   depth, pending, oldest entry's age, live consumers, dead letters
 dead-letters [--limit N] [--json]  saves that failed QUEUE_MAX_ATTEMPTS times, with their errors
 replay <dead-letter-id>... | --all put dead letters back on the queue (memories keep their ids: none is written twice)
   reads REDIS_URL and REDIS_KEY_PREFIX from the environment, as the service does`
@@ -54,7 +54,10 @@ export const queue: Command = {
             console.log(`oldest        ${(status.oldest_age_ms / 1000).toFixed(1)} s`)
             console.log(`dead letters  ${status.dead_letters}${status.dead_letters > 0 ? ' (sage-memory queue dead-letters)' : ''}`)
             console.log(`consumers     ${status.consumers.length}`)
-            for (const c of status.consumers) console.log(`  ${c.name}  pending ${c.pending}  idle ${(c.idle_ms / 1000).toFixed(1)} s`)
+            for (const c of status.consumers) {
+              const seen = c.seen_ms === null ? 'no heartbeat' : `seen ${(c.seen_ms / 1000).toFixed(1)} s ago`
+              console.log(`  ${c.name}  pending ${c.pending}  idle ${(c.idle_ms / 1000).toFixed(1)} s  ${seen}`)
+            }
           }
           return 0
         }

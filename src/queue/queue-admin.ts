@@ -11,7 +11,12 @@ export interface QueueStatus {
   /** Age of the oldest entry not yet written; 0 when the queue is empty. */
   oldest_age_ms: number
   dead_letters: number
-  consumers: Array<{ name: string; pending: number; idle_ms: number }>
+  /**
+   * The group's consumers: one per running replica, and for a while those of stopped ones (a replica removes a
+   * consumer whose heartbeat is older than QUEUE_CLAIM_IDLE_MS once nothing is pending in it). `seen_ms`: time since
+   * its last heartbeat, null for a consumer that sends none.
+   */
+  consumers: Array<{ name: string; pending: number; idle_ms: number; seen_ms: number | null }>
 }
 
 export interface DeadLetter {
@@ -60,10 +65,17 @@ export async function queueStatus(redis: Redis, keys: QueueKeys, options: { cons
   }
   if (options.consumers) {
     try {
-      const consumers = (await redis.xinfo('CONSUMERS', keys.stream, keys.group)) as Array<Array<string | number>>
+      const [consumers, heartbeats] = await Promise.all([
+        redis.xinfo('CONSUMERS', keys.stream, keys.group) as Promise<Array<Array<string | number>>>,
+        redis.zrange(keys.consumers, '0', '-1', 'WITHSCORES')
+      ])
+      const seen = new Map<string, number>()
+      for (let i = 0; i + 1 < heartbeats.length; i += 2) seen.set(heartbeats[i]!, Number(heartbeats[i + 1]))
+      const now = Date.now()
       status.consumers = consumers.map((fields) => {
         const info = fieldsToObject(fields.map(String))
-        return { name: info.name ?? '', pending: Number(info.pending ?? 0), idle_ms: Number(info.idle ?? 0) }
+        const at = seen.get(info.name ?? '')
+        return { name: info.name ?? '', pending: Number(info.pending ?? 0), idle_ms: Number(info.idle ?? 0), seen_ms: at === undefined ? null : Math.max(0, now - at) }
       })
     } catch (error) {
       if (!isNoGroup(error) && !/no such key/i.test((error as Error).message)) throw error

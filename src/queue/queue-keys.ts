@@ -8,6 +8,8 @@ export interface QueueKeys {
   deadLetters: string
   /** Failed attempts per entry id, kept in Redis so they survive the consumer that made them. */
   attempts: string
+  /** Each live consumer's last heartbeat (a sorted set scored in epoch milliseconds): who is still there. */
+  consumers: string
 }
 
 export function queueKeys(prefix: string): QueueKeys {
@@ -15,7 +17,8 @@ export function queueKeys(prefix: string): QueueKeys {
     stream: `${prefix}saves`,
     group: 'sage-savers',
     deadLetters: `${prefix}saves:dead`,
-    attempts: `${prefix}saves:attempts`
+    attempts: `${prefix}saves:attempts`,
+    consumers: `${prefix}saves:consumers`
   }
 }
 

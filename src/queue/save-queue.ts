@@ -35,8 +35,39 @@ export interface SaveQueueDeps {
 
 /** Longest pause between retries of a write the store refused for a passing reason (it is down, a deadlock). */
 const MAX_RETRY_DELAY_MS = 5000
-/** Consumers with nothing pending and silent this long belong to processes that are gone. */
-const FORGET_CONSUMER_AFTER_MS = 10 * 60_000
+/** A consumer without a heartbeat (a version before heartbeats), nothing pending and silent this long is gone. */
+const FORGET_SILENT_CONSUMER_AFTER_MS = 10 * 60_000
+
+/** A stopping consumer leaves the group, unless entries are still pending in it (another consumer claims them). */
+const LEAVE_GROUP = `
+if #redis.call('XPENDING', KEYS[1], ARGV[1], '-', '+', 1, ARGV[2]) == 0 then
+  redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], ARGV[2])
+  redis.call('ZREM', KEYS[2], ARGV[2])
+end
+`
+
+/**
+ * Removes, in one step, the consumers whose heartbeat is older than the claim time (or that have none and have been
+ * silent for ARGV[4]) and that hold nothing pending: done atomically, a consumer that is alive after all cannot take
+ * an entry between the check and its removal (which would drop the entry from the group's pending list).
+ * KEYS: stream, heartbeats; ARGV: group, this consumer, heartbeat cut-off (epoch ms), silence limit (ms).
+ */
+const FORGET_GONE_CONSUMERS = `
+local removed = {}
+for _, fields in ipairs(redis.call('XINFO', 'CONSUMERS', KEYS[1], ARGV[1])) do
+  local info = {}
+  for i = 1, #fields, 2 do info[fields[i]] = fields[i + 1] end
+  local seen = redis.call('ZSCORE', KEYS[2], info['name'])
+  local gone = (seen and tonumber(seen) < tonumber(ARGV[3])) or (not seen and tonumber(info['idle']) > tonumber(ARGV[4]))
+  if info['name'] ~= ARGV[2] and tonumber(info['pending']) == 0 and gone then
+    redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], info['name'])
+    redis.call('ZREM', KEYS[2], info['name'])
+    table.insert(removed, info['name'])
+  end
+end
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. (tonumber(ARGV[3]) - tonumber(ARGV[4])))
+return removed
+`
 
 export function encodeSave(save: QueuedSave): string {
   return JSON.stringify(save)
@@ -274,16 +305,17 @@ export function createSaveQueue(deps: SaveQueueDeps) {
     await forgetGoneConsumers()
   }
 
+  /** Consumers of processes that stopped sending heartbeats leave the group once their entries are claimed. */
   async function forgetGoneConsumers(): Promise<void> {
-    const consumers = (await redis!.commands.xinfo('CONSUMERS', keys.stream, keys.group)) as Array<Array<string | number>>
-    for (const fields of consumers) {
-      const info: Record<string, string | number> = {}
-      for (let i = 0; i + 1 < fields.length; i += 2) info[String(fields[i])] = fields[i + 1]!
-      if (info.name !== consumer && Number(info.pending) === 0 && Number(info.idle) > Math.max(FORGET_CONSUMER_AFTER_MS, deps.claimIdleMs * 10)) {
-        await redis!.commands.xgroup('DELCONSUMER', keys.stream, keys.group, String(info.name))
-      }
-    }
+    const removed = (await redis!.commands.eval(
+      FORGET_GONE_CONSUMERS, 2, keys.stream, keys.consumers, keys.group, consumer, Date.now() - deps.claimIdleMs, FORGET_SILENT_CONSUMER_AFTER_MS
+    )) as string[]
+    if (removed.length > 0) log.info({ consumer, removed }, 'removed the save-queue consumers of processes that are gone')
   }
+
+  /** "This consumer is alive", read by forgetGoneConsumers in every replica and by `sage-memory queue status`. */
+  const heartbeat = () => redis!.commands.zadd(keys.consumers, Date.now(), consumer).catch(() => undefined)
+  let heartbeatTimer: NodeJS.Timeout | undefined
 
   async function consume(): Promise<void> {
     let failures = 0
@@ -347,6 +379,10 @@ export function createSaveQueue(deps: SaveQueueDeps) {
       if (!redis || !stopped) return
       stopped = false
       await ensureGroup().catch((error: unknown) => warn(error, 'cannot create the save queue group yet; the consumer will retry'))
+      // A timer of its own, so a consumer busy with one long write (or waiting for the store) still says it is alive.
+      void heartbeat()
+      heartbeatTimer = setInterval(heartbeat, Math.max(250, Math.floor(deps.claimIdleMs / 4)))
+      heartbeatTimer.unref()
       running = consume()
     },
 
@@ -354,8 +390,11 @@ export function createSaveQueue(deps: SaveQueueDeps) {
     async stop(): Promise<void> {
       if (stopped) return
       stopped = true
+      clearInterval(heartbeatTimer)
       wake?.()
       await running
+      // Gone at once from `queue status`, rather than after the claim time; entries still pending keep it there.
+      await redis!.commands.eval(LEAVE_GROUP, 2, keys.stream, keys.consumers, keys.group, consumer).catch(() => undefined)
     },
 
     /** Depth, pending, oldest entry's age and dead letters, for the gauges. */

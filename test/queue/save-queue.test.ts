@@ -217,6 +217,34 @@ for (const backend of backends()) {
       assert.equal(pending[0], 0)
     })
 
+    test('queue status lists the live consumers: a dead one leaves after the claim time, a stopped one at once', async () => {
+      const producer = await app({}, { queueConsumer: false })
+      assert.equal((await producer.inject({ method: 'POST', url: '/v1/memories', headers: ASYNC, payload: { content: 'left by the dead' } })).statusCode, 202)
+      await redis.xgroup('CREATE', keys().stream, keys().group, '0', 'MKSTREAM').catch(() => undefined)
+      // A replica that sent its heartbeat, read an entry and was killed.
+      await redis.zadd(keys().consumers, Date.now(), 'dead-replica')
+      await redis.xreadgroup('GROUP', keys().group, 'dead-replica', 'COUNT', 10, 'STREAMS', keys().stream, '>')
+      const status = async () => JSON.parse(await queueCommand(prefix, 'status', '--json')) as { consumers: Array<{ name: string; pending: number; seen_ms: number | null }> }
+      assert.deepEqual((await status()).consumers.map((c) => [c.name, c.pending]), [['dead-replica', 1]])
+
+      const first = await app({ QUEUE_CLAIM_IDLE_MS: 1000 })
+      const second = await app({ QUEUE_CLAIM_IDLE_MS: 1000 })
+      await drained()
+      const live = [first.saveQueue.consumer, second.saveQueue.consumer].sort()
+      const names = await waitFor<Array<{ name: string; seen_ms: number | null }> | undefined>('the dead consumer to leave', async () => {
+        const consumers = (await status()).consumers
+        return consumers.some((c) => c.name === 'dead-replica') ? undefined : consumers
+      }, 10_000, 200)
+      // A live consumer shows up once it has read something; an idle one stays, since its heartbeat goes on.
+      assert.ok(names!.every((c) => live.includes(c.name) && c.seen_ms !== null && c.seen_ms < 1000), JSON.stringify(names))
+      await new Promise((resolve) => setTimeout(resolve, 2500))
+      assert.deepEqual((await status()).consumers.map((c) => c.name).sort(), names!.map((c) => c.name).sort(), 'idle live consumers are kept')
+
+      await second.close()
+      assert.ok(!(await status()).consumers.some((c) => c.name === second.saveQueue.consumer), 'a stopped replica leaves at once')
+      assert.equal(await redis.zscore(keys().consumers, second.saveQueue.consumer), null)
+    })
+
     test('while the store refuses writes the entries stay pending, are not dead-lettered, and land when it is back', async () => {
       const sage = await app({}, { queueConsumer: false })
       let outages = 4

@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict'
+import { Writable } from 'node:stream'
 import { describe, test } from 'node:test'
-import { backends, useTestApp } from '../helper.js'
+import { buildApp, loggerOptions, logsArePretty } from '../../src/app.js'
+import { backends, testConfig, useTestApp } from '../helper.js'
 
 for (const backend of backends()) {
   describe(`operations on ${backend.name}`, () => {
@@ -55,3 +57,25 @@ for (const backend of backends()) {
     })
   })
 }
+
+describe('request logs', () => {
+  test('probes and scrapes are logged at debug, other requests at info; pretty lines only on a terminal', async () => {
+    const store = await backends()[0]!.create()
+    const lines: string[] = []
+    const config = testConfig({ LOG_LEVEL: 'info' })
+    const stream = new Writable({ write: (chunk, _enc, done) => { lines.push(chunk.toString()); done() } })
+    const app = await buildApp(config, { database: store.db, backfill: false, logger: { ...(loggerOptions(config) as object), stream } })
+    try {
+      for (const url of ['/health', '/health/ready', '/metrics', '/v1/memories?namespace=logs']) await app.inject({ method: 'GET', url })
+      const logged = lines.map((line) => JSON.parse(line) as { msg: string; req?: { url: string } }).filter((line) => line.msg === 'request completed')
+      assert.deepEqual(logged.map((line) => line.req?.url), ['/v1/memories?namespace=logs'])
+    } finally {
+      await app.close()
+      await store.drop()
+    }
+    assert.equal(logsArePretty({ LOG_FORMAT: 'auto' }, true), true)
+    assert.equal(logsArePretty({ LOG_FORMAT: 'auto' }, false), false)
+    assert.equal(logsArePretty({ LOG_FORMAT: 'json' }, true), false)
+    assert.equal(logsArePretty({ LOG_FORMAT: 'pretty' }, false), true)
+  })
+})

@@ -2,7 +2,7 @@ import type { FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
 import { SageError } from '../../errors.js'
 import { DEFAULT_NAMESPACE } from '../../memory/memory-service.js'
-import { bearerToken, findKey, keysConfigured, loadApiKeys, scopesAllow, type ApiKey, type LoadedKeys } from '../../security/api-keys.js'
+import { bearerToken, findKey, keysConfigured, loadApiKeys, scopesAllow, type ApiKey, type ApiKeySources, type LoadedKeys } from '../../security/api-keys.js'
 
 /** What the caller of a request may do; `request.access` on every request. */
 export interface Access {
@@ -28,8 +28,11 @@ export interface ApiKeyRing {
   readonly enabled: boolean
   /** Names of the keys in force, for logs and tests. */
   names(): string[]
-  /** Re-reads both sources; an invalid set is logged and the last good one stays in force. */
-  reload(): Promise<ApiKeyReload>
+  /**
+   * Re-reads the key sources (by default the ones in force; a configuration reload passes its new ones, which are
+   * in force from then on when they load). An invalid set is logged and the last good one stays in force.
+   */
+  reload(sources?: ApiKeySources): Promise<ApiKeyReload>
 }
 
 declare module 'fastify' {
@@ -99,14 +102,14 @@ export function requestedNamespaces(body: unknown, query: unknown): Set<string> 
 }
 
 /**
- * API keys from SAGE_API_KEYS and SAGE_API_KEYS_FILE (re-read on SIGHUP), and `request.access` for every
+ * API keys from SAGE_API_KEYS and SAGE_API_KEYS_FILE (re-read by a configuration reload), and `request.access` for every
  * request. With no keys configured everything is allowed: src/server.ts refuses that on a non-loopback address.
  */
 export default fp(
   async (fastify) => {
     const { config } = fastify
-    const sources = { inline: config.SAGE_API_KEYS, file: config.SAGE_API_KEYS_FILE }
-    const enabled = keysConfigured(sources)
+    let sources: ApiKeySources = { inline: config.SAGE_API_KEYS, file: config.SAGE_API_KEYS_FILE }
+    let enabled = keysConfigured(sources)
     // A bad key set at start is fatal: the message names the entry, never a secret.
     const loaded: LoadedKeys = enabled ? await loadApiKeys(sources) : { keys: [] }
     let keys = loaded.keys
@@ -114,14 +117,18 @@ export default fp(
     if (enabled) fastify.log.info({ keys: keys.map((k) => k.name) }, 'API keys loaded')
 
     const ring: ApiKeyRing = {
-      enabled,
+      get enabled() {
+        return enabled
+      },
       names: () => keys.map((k) => k.name),
-      async reload() {
+      async reload(next = sources) {
         try {
-          const next = await loadApiKeys(sources)
-          if (next.warning) fastify.log.warn(next.warning)
-          keys = next.keys
-          fastify.log.info({ keys: keys.map((k) => k.name) }, 'API keys reloaded')
+          const reloaded: LoadedKeys = keysConfigured(next) ? await loadApiKeys(next) : { keys: [] }
+          if (reloaded.warning) fastify.log.warn(reloaded.warning)
+          keys = reloaded.keys
+          sources = next
+          enabled = keysConfigured(next)
+          fastify.log.info({ keys: keys.map((k) => k.name) }, enabled ? 'API keys reloaded' : 'API keys removed; the service is open')
           return { ok: true, keys: keys.length }
         } catch (error) {
           const message = (error as Error).message
@@ -131,14 +138,6 @@ export default fp(
       }
     }
     fastify.decorate('apiKeys', ring)
-
-    if (config.SAGE_API_KEYS_FILE) {
-      const onHangup = () => void ring.reload()
-      process.on('SIGHUP', onHangup)
-      fastify.addHook('onClose', async () => {
-        process.off('SIGHUP', onHangup)
-      })
-    }
 
     // Fastify refuses object defaults on requests; the hook below sets it before any handler runs.
     fastify.decorateRequest('access', null as unknown as Access)

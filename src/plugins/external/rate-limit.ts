@@ -15,6 +15,8 @@ export function rateLimitKey(request: FastifyRequest): string {
 /**
  * @fastify/rate-limit over every route registered after it: shared between replicas through Redis when
  * REDIS_URL is set (its Redis store, one counter per client and window), in process otherwise.
+ * RATE_LIMIT_MAX and RATE_LIMIT_WINDOW_MS are read per request, so a reload (SIGHUP) changes them at once;
+ * RATE_LIMIT_MAX=0 lets every request through.
  */
 export default fp(
   async (fastify) => {
@@ -26,15 +28,15 @@ export default fp(
     })
     await fastify.register(rateLimit, {
       global: true,
-      max: config.RATE_LIMIT_MAX,
-      timeWindow: config.RATE_LIMIT_WINDOW_MS,
+      max: () => config.RATE_LIMIT_MAX,
+      timeWindow: () => config.RATE_LIMIT_WINDOW_MS,
       redis: redis?.commands,
       nameSpace: `${config.REDIS_KEY_PREFIX}ratelimit:`,
       // Redis unreachable: serve rather than refuse; the limit resumes when it answers.
       skipOnError: true,
       keyGenerator: rateLimitKey,
       // Also while Redis is known down, so no request waits out a command timeout for its count.
-      allowList: (request) => EXEMPT.test(request.url) || (redis !== undefined && !redis.available()),
+      allowList: (request) => config.RATE_LIMIT_MAX === 0 || EXEMPT.test(request.url) || (redis !== undefined && !redis.available()),
       errorResponseBuilder: (_request, context) =>
         Object.assign(new Error(`rate limit of ${context.max} requests per ${Math.round(config.RATE_LIMIT_WINDOW_MS / 1000)} s exceeded; retry in ${context.after}`), {
           statusCode: context.statusCode
