@@ -30,6 +30,7 @@ const claudeCode: FastifyPluginAsyncTypebox = async (fastify) => {
     log: fastify.log,
     deadlineMs: fastify.config.HOOK_DEADLINE_MS,
     tokenBudget: fastify.config.HOOK_TOKEN_BUDGET,
+    embedderKind: fastify.embedder.kind,
     registry: fastify.metrics.registry,
     queue: fastify.hasDecorator('saveQueue') ? fastify.saveQueue : undefined
   })

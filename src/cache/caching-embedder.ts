@@ -79,6 +79,7 @@ export function createCachingEmbedder(inner: Embedder, options: CachingEmbedderO
 
   return {
     id: inner.id,
+    kind: inner.kind,
     dimension: inner.dimension,
     async embed(texts: readonly string[], signal?: AbortSignal): Promise<number[][]> {
       const hashes = texts.map(hashOf)

@@ -1,7 +1,11 @@
+/** Whether an embedder's vectors match words (the built-in one) or meaning (a model): recall weighs them accordingly. */
+export type EmbedderKind = 'lexical' | 'semantic'
+
 /** Turns text into vectors. Every implementation is stateless between calls and safe to share. */
 export interface Embedder {
   /** Identifies the model and its output so vectors from different embedders are never mixed, e.g. "lexical-v1/384". */
   readonly id: string
+  readonly kind: EmbedderKind
   /** Length of every vector this embedder returns. */
   readonly dimension: number
   /** Computed in process in less time than a cache lookup takes (hashing the text): not worth caching. */

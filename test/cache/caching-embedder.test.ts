@@ -16,6 +16,7 @@ function countingEmbedder(delayMs = 0): Embedder & { texts: string[] } {
   const texts: string[] = []
   return {
     id: inner.id,
+    kind: inner.kind,
     dimension: inner.dimension,
     texts,
     async embed(batch, signal) {
@@ -67,7 +68,7 @@ describe('caching embedder in process', () => {
   test('a failing embedder fails the call and caches nothing', async () => {
     let fail = true
     const inner = countingEmbedder()
-    const flaky: Embedder = { id: inner.id, dimension: inner.dimension, embed: (texts, signal) => (fail ? Promise.reject(new Error('down')) : inner.embed(texts, signal)) }
+    const flaky: Embedder = { id: inner.id, kind: inner.kind, dimension: inner.dimension, embed: (texts, signal) => (fail ? Promise.reject(new Error('down')) : inner.embed(texts, signal)) }
     const cached = createCachingEmbedder(flaky, { ttlSeconds: 60, metrics: createSageMetrics() })
     await assert.rejects(Promise.all([cached.embed(['x']), cached.embed(['x'])]), /down/)
     fail = false

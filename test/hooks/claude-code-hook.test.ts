@@ -140,10 +140,10 @@ for (const backend of backends()) {
 
     test('a compaction summary outranks a turn that matches as well', async () => {
       await store.reset()
-      const text = 'Decided to move the ledger export to keyset pagination with pages of 5,000 rows.'
+      // Not near-copies, which would count once (the newest).
       await seed([
-        { namespace: NAMESPACE, session_id: 'a', role: 'assistant', content: text, created_at: '2026-11-20T10:00:00Z' },
-        { namespace: NAMESPACE, session_id: 'b', role: 'note', tags: ['summary'], content: text, created_at: '2026-11-19T10:00:00Z' }
+        { namespace: NAMESPACE, session_id: 'a', role: 'assistant', content: 'Decided to move the ledger export to keyset pagination with pages of 5,000 rows.', created_at: '2026-11-20T10:00:00Z' },
+        { namespace: NAMESPACE, session_id: 'b', role: 'note', tags: ['summary'], content: 'Summary: we decided the ledger export moves to keyset pagination; the PDF renderer and the refund webhook come next.', created_at: '2026-11-19T10:00:00Z' }
       ])
       const lines = contextOf(await hook(prompt('What did we decide about ledger export pagination?'))).split('\n')
       assert.equal(lines.length, 3, lines.join('\n'))

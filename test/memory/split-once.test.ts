@@ -13,6 +13,7 @@ function recordingEmbedder(): Embedder & { split: Array<{ text: string; terms: r
   const plain: string[] = []
   return {
     id: inner.id,
+    kind: inner.kind,
     dimension: inner.dimension,
     local: true,
     split,

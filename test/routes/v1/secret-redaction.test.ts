@@ -13,7 +13,7 @@ const PASSWORD = 'hunter2-but-longer'
 function recordingEmbedder(): Embedder & { texts: string[] } {
   const inner = new LexicalEmbedder()
   const texts: string[] = []
-  return { id: inner.id, dimension: inner.dimension, texts, embed: (batch, signal) => (texts.push(...batch), inner.embed(batch, signal)) }
+  return { id: inner.id, kind: inner.kind, dimension: inner.dimension, texts, embed: (batch, signal) => (texts.push(...batch), inner.embed(batch, signal)) }
 }
 
 const redactionCount = async (app: FastifyInstance, kind: string) => {
