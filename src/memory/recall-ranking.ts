@@ -13,7 +13,7 @@ export const BM25_K1 = 1.2
 export const BM25_B = 0.3
 
 /** The vector side's share of a hybrid score, by embedder (BENCHMARKS.md, "Recall quality", says how each was chosen). */
-export const VECTOR_WEIGHT: Record<EmbedderKind, number> = { lexical: 0.15, semantic: 0.5 }
+export const VECTOR_WEIGHT: Record<EmbedderKind, number> = { lexical: 0.03, semantic: 0.5 }
 
 /** A memory that is a question states no fact: its score is multiplied by this, so the answer ranks above it. */
 export const QUESTION_FACTOR = 0.7
@@ -47,7 +47,7 @@ export function termWeights(terms: readonly string[], statistics: NamespaceTermS
 
 /**
  * BM25's length factor for a memory of `length` distinct terms, relative to the shortest memory possible: 1 for an
- * empty one, 0.78 at the namespace's average length, less for longer ones. With each term counted once, BM25's
+ * empty one, 0.84 at the namespace's average length, less for longer ones. With each term counted once, BM25's
  * score of a memory is the sum of the weights of the query terms it holds times this factor (and a constant).
  */
 export function bm25LengthFactor(length: number, averageLength: number): number {
