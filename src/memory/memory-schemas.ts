@@ -124,12 +124,12 @@ export const RecallHit = Type.Intersect([
   Memory,
   Type.Object({
     score: Type.Number({
-      description: 'Relevance in [0, 1], best first: hybrid is a weighted sum of the text and vector scores (the vector side\'s weight set by the embedder), vector or text mode that score alone; times 0.8 for a memory that only asks a question. Of near-copies only the newest is returned, with the best score among them'
+      description: 'Relevance in [0, 1], best first: hybrid is a weighted sum of the text and vector scores (the vector side\'s weight set by the embedder), vector or text mode that score alone; times 0.7 for a memory that only asks a question, lifted for what was said right after a good hit in its session. Of near-copies only the newest is returned, with the best score among them; of versions of one fact the newest takes the best place'
     }),
     scores: Type.Object({
       vector: Type.Union([Type.Number(), Type.Null()], { description: 'Cosine similarity of the embeddings; null in text mode or before the memory is embedded' }),
       text: Type.Union([Type.Number(), Type.Null()], {
-        description: 'BM25 over the namespace\'s own term statistics, divided by the best BM25 any memory could get for the query, in [0, 1]: rare terms weigh more than common ones, long memories less than short ones; a memory of average length holding every query term scores 0.59; null in vector mode'
+        description: 'BM25 over the namespace\'s own term statistics, divided by the best BM25 any memory could get for the query, in [0, 1]: rare terms weigh more than common ones, long memories less than short ones; a memory of average length holding every query term scores 0.84; null in vector mode'
       })
     }),
     matched_terms: Type.Array(Type.String(), {
