@@ -143,7 +143,8 @@ async function main(): Promise<void> {
     database = await createBenchDatabase(process.env.BENCH_DATABASE_URL)
     env.DATABASE_URL = database.url
   }
-  const config: Config = { ...loadConfig(env), LOG_LEVEL: 'silent', SAGE_DATA_DIR: ':memory:', RATE_LIMIT_MAX: 1_000_000_000 }
+  // A remote embedder gets all the time it needs: a memory saved without its vector would be measured by text alone.
+  const config: Config = { ...loadConfig(env), LOG_LEVEL: 'silent', SAGE_DATA_DIR: ':memory:', RATE_LIMIT_MAX: 1_000_000_000, EMBEDDING_SAVE_TIMEOUT_MS: 600_000 }
   // Namespaces this small are searched exactly: the graph is not needed, and growing it would only take the CPU.
   const app = await buildApp(config, { logger: false, backfill: false, vectorIndexer: false, termStatisticsFolder: false })
   const sections: string[] = []
@@ -166,6 +167,8 @@ async function main(): Promise<void> {
       const { fromService } = await load(app, set)
       // Every term counted, as on a service at rest (recall would count the rest itself, at a cost).
       await app.termStatisticsFolder.drainOnce()
+      const { rows } = await app.db.query<{ n: number }>('SELECT count(*)::int AS n FROM memories WHERE embedding IS NULL')
+      if (rows[0]!.n > 0) throw new Error(`${rows[0]!.n} memories of ${set.name} were saved without a vector: the embedder failed`)
       if (set !== project || wanted.has('project')) {
         const results: Array<{ system: string; figures: RecallFigures }> = []
         for (const mode of MODES.filter((m) => systems.has(m))) {

@@ -37,7 +37,7 @@ export const ConfigSchema = Type.Object({
   SAGE_REDACT_SECRETS: Type.Boolean({ default: true, description: 'Replace credentials in saved text with [REDACTED:kind] markers' }),
 
   // Recall ranking (README, "How recall works").
-  RECALL_VECTOR_WEIGHT: Type.Optional(Type.Number({ minimum: 0, maximum: 1, description: 'The vector side\'s share of a hybrid score; default by embedder: 0.03 for the built-in lexical one, 0.5 for a semantic model (measure yours with npm run bench:recall)' })),
+  RECALL_VECTOR_WEIGHT: Type.Optional(Type.Number({ minimum: 0, maximum: 1, description: 'The vector side\'s share of a hybrid score; default by embedder: 0.03 for the built-in lexical one, 0.3 for a semantic model (measure yours with npm run bench:recall)' })),
 
   // Redis: durable asynchronous saves, shared caches and rate limits (issue: Redis).
   REDIS_URL: Type.Optional(Type.String({ minLength: 1, description: 'Redis URL; unset means synchronous saves and in-process caches and limits' })),

@@ -13,7 +13,7 @@ export const BM25_K1 = 1.2
 export const BM25_B = 0.3
 
 /** The vector side's share of a hybrid score, by embedder (BENCHMARKS.md, "Recall quality", says how each was chosen). */
-export const VECTOR_WEIGHT: Record<EmbedderKind, number> = { lexical: 0.03, semantic: 0.5 }
+export const VECTOR_WEIGHT: Record<EmbedderKind, number> = { lexical: 0.03, semantic: 0.3 }
 
 /** A memory that is a question states no fact: its score is multiplied by this, so the answer ranks above it. */
 export const QUESTION_FACTOR = 0.7
