@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises'
 import type { FastifyBaseLogger } from 'fastify'
 import type { TermStatistics } from './term-statistics.js'
 
@@ -23,8 +24,8 @@ export function createTermStatisticsFolder(options: TermStatisticsFolderOptions)
   const { statistics, log } = options
   let stopped = true
   let loop: Promise<void> | undefined
-  let timer: NodeJS.Timeout | undefined
-  let wake: (() => void) | undefined
+  /** Aborted to end the current wait early (a poke, or stop). */
+  let waiting: AbortController | undefined
 
   /** Folds until the backlog is empty (or the folder stops); answers how many memories it folded. */
   async function drain(): Promise<number> {
@@ -36,17 +37,10 @@ export function createTermStatisticsFolder(options: TermStatisticsFolderOptions)
     }
   }
 
-  function sleep(ms: number): Promise<void> {
-    return new Promise<void>((resolve) => {
-      timer = setTimeout(resolve, ms)
-      timer.unref()
-      wake = () => {
-        clearTimeout(timer)
-        resolve()
-      }
-    }).finally(() => {
-      wake = undefined
-    })
+  async function pause(ms: number): Promise<void> {
+    waiting = new AbortController()
+    await sleep(ms, undefined, { signal: waiting.signal, ref: false }).catch(() => undefined)
+    waiting = undefined
   }
 
   async function run(): Promise<void> {
@@ -59,7 +53,7 @@ export function createTermStatisticsFolder(options: TermStatisticsFolderOptions)
         log.warn({ err: error }, 'folding term statistics failed; retrying')
         delay = RETRY_MS
       }
-      if (!stopped) await sleep(delay)
+      if (!stopped) await pause(delay)
     }
   }
 
@@ -71,17 +65,15 @@ export function createTermStatisticsFolder(options: TermStatisticsFolderOptions)
     },
     async stop(): Promise<void> {
       stopped = true
-      wake?.()
+      waiting?.abort()
       await loop
       loop = undefined
     },
     /** Memories were written or deleted here: fold soon, not at the next interval. */
     poke(): void {
-      if (stopped || !wake) return
-      const wakeNow = wake
-      clearTimeout(timer)
-      timer = setTimeout(wakeNow, GATHER_MS)
-      timer.unref()
+      const wait = waiting
+      if (stopped || !wait) return
+      setTimeout(() => wait.abort(), GATHER_MS).unref()
     },
     /** One drain, for tests and tools that run without the loop. */
     drainOnce: drain

@@ -102,6 +102,22 @@ for (const backend of backends()) {
       assert.deepEqual(await counters(store.db), expected)
     })
 
+    test('the background folder counts what was saved soon after, without being asked', async () => {
+      await store.reset()
+      const running = await buildTestApp(store.db, {}, { vectorIndexer: false })
+      try {
+        const res = await running.inject({ method: 'POST', url: '/v1/memories', payload: { namespace: 'bg', content: 'ledger export' } })
+        assert.equal(res.statusCode, 201)
+        const statistics = createTermStatistics(store.db)
+        const deadline = Date.now() + 10_000
+        while ((await statistics.backlog()) > 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50))
+        assert.equal(await statistics.backlog(), 0)
+        assert.deepEqual((await counters(store.db)).namespaces.get('bg')?.[0], 1)
+      } finally {
+        await running.close()
+      }
+    })
+
     test('deleting a whole namespace leaves no counter behind', async () => {
       await store.reset()
       const statistics = createTermStatistics(store.db)
