@@ -25,7 +25,7 @@ export const ConfigSchema = Type.Object({
   BACKFILL_INTERVAL_MS: Type.Integer({ default: 5000, minimum: 100, description: 'How often memories saved without an embedding are embedded' }),
   BACKFILL_BATCH_SIZE: Type.Integer({ default: 256, minimum: 1, maximum: 5000, description: 'Memories embedded per backfill round' }),
   VECTOR_INDEX_BATCH_SIZE: Type.Integer({ default: 200, minimum: 1, maximum: 10000, description: 'Vectors the background indexer moves into the HNSW graph per transaction (PGlite: at most 16)' }),
-  RECALL_EXACT_MAX_MEMORIES: Type.Integer({ default: 8000, minimum: 0, maximum: 100000, description: 'A namespace with at most this many memories is searched exactly, not through the shared HNSW graph (0: never)' }),
+  RECALL_EXACT_MAX_MEMORIES: Type.Integer({ default: 8000, minimum: 0, maximum: 100000, description: 'When at most this many memories match a recall (its namespace, or the part its filters let through), their vectors are compared exactly, not through the shared HNSW graph (0: never)' }),
   VECTOR_INDEXER: Type.Boolean({ default: true, description: 'Run the background vector indexer in this replica; turn it off on replicas that should only serve (one replica must index)' }),
   VECTOR_INDEX_YIELD_MS: Type.Integer({ default: 100, minimum: 0, maximum: 60000, description: 'While saves keep arriving, the vector indexer waits for a pause this long before its next batch (0: never waits)' }),
   VECTOR_INDEX_MAX_DEFERRED: Type.Integer({ default: 2000, minimum: 0, description: 'The indexer stops waiting once this many vectors saved here wait (recall searches them exactly), unless saves outpace it (then for at most 30 s)' }),

@@ -153,11 +153,12 @@ for (const backend of backends()) {
 
     test('the context keeps within HOOK_TOKEN_BUDGET', async () => {
       await store.reset()
-      const small = await buildTestApp(store.db, { HOOK_TOKEN_BUDGET: 120 })
+      const small = await buildTestApp(store.db, { HOOK_TOKEN_BUDGET: 120, HOOK_DEADLINE_MS: 5_000 })
       try {
+        // Each with details of its own: near-copies would count as one memory.
         await seed(Array.from({ length: 12 }, (_, i) => ({
           namespace: NAMESPACE, session_id: `s${i}`, role: 'assistant',
-          content: `Ledger export pagination note ${i}: keyset pagination keeps the export fast. ${'More detail. '.repeat(30)}`
+          content: `Ledger export pagination note ${i}: keyset pagination keeps the export fast. ${Array.from({ length: 30 }, (_, j) => `Detail d${i}x${j}.`).join(' ')}`
         })))
         const res = await small.inject({ method: 'POST', url: '/hooks/claude-code', payload: prompt('ledger export pagination keyset') })
         const context = contextOf(res.json())
