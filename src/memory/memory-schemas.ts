@@ -124,7 +124,7 @@ export const RecallHit = Type.Intersect([
   Memory,
   Type.Object({
     score: Type.Number({
-      description: 'Relevance in [0, 1], best first: hybrid is a weighted sum of the text and vector scores (the vector side\'s weight set by the embedder), vector or text mode that score alone; times 0.7 for a memory that only asks a question, lifted for what was said right after a good hit in its session. Of near-copies only the newest is returned, with the best score among them; of versions of one fact the newest takes the best place'
+      description: 'Relevance in [0, 1], best first: hybrid is a weighted sum of the text and vector scores (the vector side\'s weight set by the embedder), vector or text mode that score alone; in hybrid and text mode, times 0.7 for a memory that only asks a question, lifted for what was said right after a good hit in its session. Of near-copies only the newest is returned, with the best score among them; of versions of one fact the newest takes the best place'
     }),
     scores: Type.Object({
       vector: Type.Union([Type.Number(), Type.Null()], { description: 'Cosine similarity of the embeddings; null in text mode or before the memory is embedded' }),

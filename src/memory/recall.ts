@@ -112,13 +112,15 @@ export function createRecall(db: Database, dimension: number, options: RecallOpt
         if (mode === 'vector' && row.vector_score === null) continue
         ranked.set(row.id, rank(row, mode, weights, stats.averageLength, vectorWeight, terms))
       }
+      // Vector mode is the nearest neighbours by the embeddings alone: none of the corrections below.
+      if (mode === 'vector') return [...ranked.values()].sort(byScore).slice(0, request.k).map(({ asked: _asked, ...hit }) => hit)
       const best = [...ranked.values()].sort(byScore).slice(0, Math.max(request.k, SUCCESSOR_HITS))
       if (best.length > 0) {
         // What came right after a good hit shares its context; the answer to a matching question ranks above it.
         const successors = await query.successors(params, best)
         for (const hit of best) {
           const next = successors.get(hit.id)
-          if (!next || (mode === 'vector' && next.vector_score === null)) continue
+          if (!next) continue
           const known = ranked.get(next.id) ?? rank(next, mode, weights, stats.averageLength, vectorWeight, terms)
           const lifted = known.score + SUCCESSOR_SHARE * hit.score
           known.score = isQuestion(hit.content) ? Math.max(lifted, hit.asked) : lifted
@@ -144,7 +146,7 @@ function rank(row: CandidateRow, mode: RecallMode, weights: number[], averageLen
   return {
     ...memory,
     asked: fused,
-    score: isQuestion(memory.content) ? fused * QUESTION_FACTOR : fused,
+    score: mode !== 'vector' && isQuestion(memory.content) ? fused * QUESTION_FACTOR : fused,
     vector_score: vectorScore,
     text_score: text,
     matched_terms: matched.map((i) => terms[i]!)
