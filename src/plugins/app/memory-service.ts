@@ -23,9 +23,12 @@ declare module 'fastify' {
 
 /** PGlite runs queries on the event loop: a batch of graph inserts there must stay short. */
 const PGLITE_MAX_INDEX_BATCH = 16
-/** Memories whose terms one fold counts; PGlite's folds stay short for the same reason. */
+/**
+ * Memories whose terms one fold counts, and how often the folder looks: PGlite's folds run in the service's own
+ * thread, so they come less often there and are not hurried by saves (recall counts what waits meanwhile).
+ */
 const TERM_FOLD_BATCH = { postgres: 5_000, pglite: 500 }
-const TERM_FOLD_INTERVAL_MS = 1_000
+const TERM_FOLD_INTERVAL_MS = { postgres: 1_000, pglite: 5_000 }
 
 /** Save and recall over the store: binds the embedder to the stored vectors, then serves, indexes and backfills. */
 export default fp<{ backfill?: boolean; vectorIndexer?: boolean; termStatisticsFolder?: boolean }>(
@@ -56,7 +59,7 @@ export default fp<{ backfill?: boolean; vectorIndexer?: boolean; termStatisticsF
       statistics: createTermStatistics(db),
       log: fastify.log,
       batchSize: TERM_FOLD_BATCH[db.kind],
-      intervalMs: TERM_FOLD_INTERVAL_MS
+      intervalMs: TERM_FOLD_INTERVAL_MS[db.kind]
     })
     fastify.decorate('termStatisticsFolder', termStatisticsFolder)
     if (options.termStatisticsFolder !== false) fastify.addHook('onReady', async () => termStatisticsFolder.start())
@@ -74,7 +77,7 @@ export default fp<{ backfill?: boolean; vectorIndexer?: boolean; termStatisticsF
         embedTimeoutMs: config.EMBEDDING_SAVE_TIMEOUT_MS,
         onWritten: (count) => {
           vectorIndexer.poke(count)
-          termStatisticsFolder.poke()
+          if (db.kind === 'postgres') termStatisticsFolder.poke()
         },
         onWriting: vectorIndexer.saveStarted
     })
