@@ -22,7 +22,7 @@ export const SUMMARY_BOOST = 1.25
 export const SUMMARY_TAG = 'summary'
 
 /** Which rule let a memory into the context, or kept it out. */
-export type RelevanceRule = 'echo' | 'below-min-score' | 'strong-vector' | 'matched-terms' | 'too-few-matched-terms'
+export type RelevanceRule = 'same_prompt' | 'below_threshold' | 'strong_vector' | 'score_and_terms' | 'too_few_terms'
 
 export interface RelevanceVerdict {
   hit: RecallHit
@@ -53,10 +53,10 @@ export function judgeRelevance(hits: readonly RecallHit[], context: RelevanceCon
   return hits.map((hit) => {
     const score = boostedScore(hit)
     const verdict = (admitted: boolean, rule: RelevanceRule): RelevanceVerdict => ({ hit, admitted, rule, score })
-    if (context.isEcho(hit)) return verdict(false, 'echo')
-    if (score < minScore) return verdict(false, 'below-min-score')
-    if (context.embedderKind === 'semantic' && (hit.scores.vector ?? 0) >= HOOK_STRONG_VECTOR) return verdict(true, 'strong-vector')
-    if (hit.matched_terms.length >= needed) return verdict(true, 'matched-terms')
-    return verdict(false, 'too-few-matched-terms')
+    if (context.isEcho(hit)) return verdict(false, 'same_prompt')
+    if (score < minScore) return verdict(false, 'below_threshold')
+    if (context.embedderKind === 'semantic' && (hit.scores.vector ?? 0) >= HOOK_STRONG_VECTOR) return verdict(true, 'strong_vector')
+    if (hit.matched_terms.length >= needed) return verdict(true, 'score_and_terms')
+    return verdict(false, 'too_few_terms')
   })
 }

@@ -21,23 +21,23 @@ test('each hit gets the rule that admitted or refused it', () => {
     hit('paraphrase', 0.2, [], { scores: { vector: 0.8, text: 0 } })
   ], context)
   assert.deepEqual(verdicts.map((v) => [v.hit.id, v.admitted, v.rule]), [
-    ['answer', true, 'matched-terms'],
-    ['echo', false, 'echo'],
-    ['weak', false, 'below-min-score'],
-    ['one-word', false, 'too-few-matched-terms'],
+    ['answer', true, 'score_and_terms'],
+    ['echo', false, 'same_prompt'],
+    ['weak', false, 'below_threshold'],
+    ['one-word', false, 'too_few_terms'],
     // A lexical embedder's similarity is shared words: it admits nothing alone.
-    ['paraphrase', false, 'too-few-matched-terms']
+    ['paraphrase', false, 'too_few_terms']
   ])
 })
 
 test('a semantic embedder\'s close match is admitted by meaning alone', () => {
   const [verdict] = judgeRelevance([hit('paraphrase', 0.2, [], { scores: { vector: 0.8, text: 0 } })], { ...context, embedderKind: 'semantic' })
-  assert.deepEqual([verdict!.admitted, verdict!.rule], [true, 'strong-vector'])
+  assert.deepEqual([verdict!.admitted, verdict!.rule], [true, 'strong_vector'])
 })
 
 test('a one-term prompt needs that term; a summary is judged by its boosted score', () => {
   const [one] = judgeRelevance([hit('pnpm', 0.2, ['pnpm'])], { ...context, promptTerms: 1 })
-  assert.equal(one!.rule, 'matched-terms')
+  assert.equal(one!.rule, 'score_and_terms')
   const [summary] = judgeRelevance([hit('sum', 0.07, ['ledger', 'export'], { tags: ['summary'] })], context)
   assert.equal(summary!.score, 0.07 * SUMMARY_BOOST)
   assert.equal(summary!.admitted, 0.07 * SUMMARY_BOOST >= HOOK_MIN_SCORE)
