@@ -55,14 +55,20 @@ export function bm25LengthFactor(length: number, averageLength: number): number 
   return best / (1 + BM25_K1 * (1 - BM25_B + (BM25_B * length) / Math.max(averageLength, 1)))
 }
 
-/** The text score: BM25 over the best BM25 any memory could get for the query, in [0, 1]. */
-export function textScore(matched: readonly number[], weights: readonly number[], length: number, averageLength: number): number {
+/**
+ * The text score: BM25 over the best BM25 a memory of the namespace could get for the query, in [0, 1]. Terms no
+ * memory holds are left out of that best: a prompt's word the project never used does not make every memory less
+ * relevant. `held` says, per term, whether any memory of the namespace holds it.
+ */
+export function textScore(matched: readonly number[], weights: readonly number[], held: readonly boolean[], length: number, averageLength: number): number {
   let total = 0
-  for (const weight of weights) total += weight
+  weights.forEach((weight, i) => {
+    if (held[i]) total += weight
+  })
   if (total <= 0) return 0
-  let held = 0
-  for (const index of matched) held += weights[index] ?? 0
-  return (held / total) * bm25LengthFactor(length, averageLength)
+  let sum = 0
+  for (const index of matched) sum += weights[index] ?? 0
+  return Math.min(1, sum / total) * bm25LengthFactor(length, averageLength)
 }
 
 /** The relevance a mode ranks by: one side's score, or their weighted sum in hybrid mode. */

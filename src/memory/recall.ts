@@ -92,6 +92,7 @@ export function createRecall(db: Database, dimension: number, options: RecallOpt
       const { mode, terms } = request
       const stats = await statistics.read(request.namespace, terms)
       const weights = termWeights(terms, stats)
+      const held = terms.map((term) => (stats.frequencies.get(term) ?? 0) > 0)
       const useVector = mode !== 'text' && request.vector !== undefined
       const params: RecallParams = {
         namespace: request.namespace,
@@ -110,7 +111,7 @@ export function createRecall(db: Database, dimension: number, options: RecallOpt
       const ranked = new Map<string, Ranked>()
       for (const row of rows) {
         if (mode === 'vector' && row.vector_score === null) continue
-        ranked.set(row.id, rank(row, mode, weights, stats.averageLength, vectorWeight, terms))
+        ranked.set(row.id, rank(row, mode, weights, held, stats.averageLength, vectorWeight, terms))
       }
       // Vector mode is the nearest neighbours by the embeddings alone: none of the corrections below.
       if (mode === 'vector') return [...ranked.values()].sort(byScore).slice(0, request.k).map(({ asked: _asked, ...hit }) => hit)
@@ -121,7 +122,7 @@ export function createRecall(db: Database, dimension: number, options: RecallOpt
         for (const hit of best) {
           const next = successors.get(hit.id)
           if (!next) continue
-          const known = ranked.get(next.id) ?? rank(next, mode, weights, stats.averageLength, vectorWeight, terms)
+          const known = ranked.get(next.id) ?? rank(next, mode, weights, held, stats.averageLength, vectorWeight, terms)
           const lifted = known.score + SUCCESSOR_SHARE * hit.score
           known.score = isQuestion(hit.content) ? Math.max(lifted, hit.asked) : lifted
           ranked.set(next.id, known)
@@ -139,9 +140,9 @@ type Ranked = RecallRow & { asked: number }
 
 const byScore = (a: Ranked, b: Ranked) => b.score - a.score || (a.created_at < b.created_at ? 1 : a.created_at > b.created_at ? -1 : 0)
 
-function rank(row: CandidateRow, mode: RecallMode, weights: number[], averageLength: number, vectorWeight: number, terms: readonly string[]): Ranked {
+function rank(row: CandidateRow, mode: RecallMode, weights: number[], held: boolean[], averageLength: number, vectorWeight: number, terms: readonly string[]): Ranked {
   const { vector_score: vectorScore, matched, length, ...memory } = row
-  const text = mode === 'vector' ? null : textScore(matched, weights, length, averageLength)
+  const text = mode === 'vector' ? null : textScore(matched, weights, held, length, averageLength)
   const fused = fusedScore(mode, vectorScore, text, vectorWeight)
   return {
     ...memory,
