@@ -129,7 +129,7 @@ export const RecallHit = Type.Intersect([
     scores: Type.Object({
       vector: Type.Union([Type.Number(), Type.Null()], { description: 'Cosine similarity of the embeddings; null in text mode or before the memory is embedded' }),
       text: Type.Union([Type.Number(), Type.Null()], {
-        description: 'BM25 over the namespace\'s own term statistics, divided by the best BM25 any memory could get for the query, in [0, 1]: rare terms weigh more than common ones, long memories less than short ones; a memory of average length holding every query term scores 0.84; null in vector mode'
+        description: 'BM25 over the namespace\'s own term statistics, divided by the best BM25 a memory of the namespace could get for the query (terms no memory holds left out), in [0, 1]: rare terms weigh more than common ones, long memories less than short ones; a memory of average length holding every query term scores 0.84; null in vector mode'
       })
     }),
     matched_terms: Type.Array(Type.String(), {
