@@ -36,6 +36,8 @@ const RECALL_CONNECTIONS = 1
 const RECALL_K = 10
 /** Texts per call when the embedder alone is timed: as many as one backfill round embeds by default. */
 const EMBEDDER_TEXTS_PER_CALL = 256
+/** k of the recalls under load. */
+const RECALL_LOAD_K = 8
 /** Beyond this PGlite is left out unless asked for: its vector index grows far too slowly (tens of vectors a second). */
 const PGLITE_DEFAULT_MAX_SIZE = 10_000
 
@@ -287,7 +289,21 @@ async function hookOutcomes(url: string): Promise<Record<string, number>> {
   }
   return outcomes
 }
-const recallBody = (workload: Workload, mode: string) => () => ({ query: workload.query(), namespace: MAIN_NAMESPACE, mode, k: 8 })
+const recallBody = (workload: Workload, mode: string) => () => ({ query: workload.query(), namespace: MAIN_NAMESPACE, mode, k: RECALL_LOAD_K })
+/** Filtered recalls asked again after their phase, to count what each returned. */
+const COUNTED_RECALLS = 20
+
+/** The fewest and the mean results of COUNTED_RECALLS recalls made by `body`. */
+async function resultCounts(url: string, body: () => Record<string, unknown>): Promise<{ min: number; mean: number; k: number }> {
+  const counts: number[] = []
+  for (let i = 0; i < COUNTED_RECALLS; i++) {
+    const response = await fetch(`${url}/v1/recall`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body()) })
+    const answer = (await response.json()) as { results?: unknown[] }
+    if (response.status !== 200 || !answer.results) throw new Error(`a filtered recall answered ${response.status} ${JSON.stringify(answer).slice(0, 300)}`)
+    counts.push(answer.results.length)
+  }
+  return { min: Math.min(...counts), mean: counts.reduce((a, b) => a + b, 0) / counts.length, k: RECALL_LOAD_K }
+}
 
 async function measureStore(store: Store, settings: Settings): Promise<Omit<StoreResult, 'busyBefore' | 'notes'>> {
   const started = performance.now()
@@ -366,6 +382,14 @@ async function measureStore(store: Store, settings: Settings): Promise<Omit<Stor
         recall[mode] = await phase(service, store, `recall ${mode} at ${size}`, { path: '/v1/recall', connections: RECALL_CONNECTIONS, seconds, body: recallBody(workload, mode) })
       }
 
+      const { filters, matching } = workload.recallFilters(MAIN_NAMESPACE)
+      const filtered: SizeResult['filtered'] = []
+      for (const [name, filter] of Object.entries(filters)) {
+        const body = () => ({ ...recallBody(workload, 'hybrid')(), filter })
+        const load = await phase(service, store, `recall hybrid, ${name}, at ${size}`, { path: '/v1/recall', connections: RECALL_CONNECTIONS, seconds, body })
+        filtered.push({ name, matching: matching[name] ?? 0, ...load, results: await resultCounts(service.url, body) })
+      }
+
       const answers = await askService(service.url, MAIN_NAMESPACE, Array.from({ length: settings.recallQueries }, () => workload.query()), RECALL_K)
       const exact = await store.exact(service, answers)
       service = exact.service
@@ -385,7 +409,7 @@ async function measureStore(store: Store, settings: Settings): Promise<Omit<Stor
       log(`hook answers at ${size}: ${Object.entries(outcomes).filter(([, n]) => n > 0).map(([outcome, n]) => `${n} ${outcome}`).join(', ')}`)
       const removed = await fetch(`${service.url}/v1/memories?namespace=${MAIN_NAMESPACE}&session_id=${hookSession}`, { method: 'DELETE' })
       if (removed.status !== 200) throw new Error(`deleting the hook phase's prompts answered ${removed.status} ${(await removed.text()).slice(0, 300)}`)
-      sizes.push({ size, storeTotal: exact.total, fill: filled, indexing, save, recall, recallAtK: exact.recallAtK, hook: { ...hook, outcomes } })
+      sizes.push({ size, storeTotal: exact.total, fill: filled, indexing, save, recall, filtered, recallAtK: exact.recallAtK, hook: { ...hook, outcomes } })
     }
     return {
       store: store.kind,

@@ -111,7 +111,21 @@ export interface MemoryItem {
   content: string
   metadata: Record<string, string>
   tags: string[]
+  created_at: string
 }
+
+/** The filters filtered recall is measured with, and how many memories of a namespace each lets through. */
+export interface RecallFilters {
+  filters: Record<string, Record<string, unknown>>
+  matching: Record<string, number>
+}
+
+/** Memories are a minute apart, from this time on: a time range selects a known stretch of them. */
+const FIRST_MEMORY_AT = Date.parse('2026-01-01T00:00:00Z')
+/** One memory in this many carries the rare tag. */
+const RARE_TAG_EVERY = 100
+/** Memories name one of this many branches in their metadata. */
+const BRANCHES = 20
 
 export interface Workload {
   /** 300 to 600 characters of prose with the odd identifier. */
@@ -123,6 +137,8 @@ export interface Workload {
    * never the same query twice, so the service's recall cache cannot answer any of them.
    */
   query(): string
+  /** A role, a tag one memory in a hundred carries, a metadata value and a time range, over `namespace` as it stands. */
+  recallFilters(namespace: string): RecallFilters
 }
 
 /** The same seed gives the same texts in the same order, so two runs store and query the same corpus. */
@@ -152,15 +168,48 @@ export function createWorkload(seed: number): Workload {
     return trimmed
   }
 
+  /** The turns saved in each namespace, for counting what a filter lets through. */
+  const turnsOf = new Map<string, number[]>()
+
   function item(namespace: string): MemoryItem {
     const turn = counter++
+    const turns = turnsOf.get(namespace) ?? []
+    turns.push(turn)
+    turnsOf.set(namespace, turns)
+    const tags = turn % 7 === 0 ? ['decision'] : []
+    if (turn % RARE_TAG_EVERY === 0) tags.push('rare')
     return {
       namespace,
       session_id: `session-${Math.floor(turn / 40)}`,
       role: turn % 2 === 0 ? 'user' : 'assistant',
       content: text(),
-      metadata: { cwd: `/home/dev/${namespace}`, tool: 'claude-code' },
-      tags: turn % 7 === 0 ? ['decision'] : []
+      metadata: { cwd: `/home/dev/${namespace}`, tool: 'claude-code', branch: `feature-${turn % BRANCHES}` },
+      tags,
+      created_at: new Date(FIRST_MEMORY_AT + turn * 60_000).toISOString()
+    }
+  }
+
+  function recallFilters(namespace: string): RecallFilters {
+    const turns = turnsOf.get(namespace) ?? []
+    // A stretch of about a hundredth of the namespace, ending a tenth of the way back from its newest memory.
+    const last = turns.at(-1) ?? 0
+    const until = last - Math.floor(turns.length / 10)
+    const since = until - Math.max(10, Math.floor((last - (turns[0] ?? 0)) / 100))
+    const at = (turn: number) => new Date(FIRST_MEMORY_AT + turn * 60_000).toISOString()
+    const count = (keep: (turn: number) => boolean) => turns.filter(keep).length
+    return {
+      filters: {
+        'role user': { role: ['user'] },
+        'tag held by 1%': { tags: ['rare'] },
+        'metadata value (5%)': { metadata: { branch: 'feature-7' } },
+        'time range (1%)': { since: at(since), until: at(until) }
+      },
+      matching: {
+        'role user': count((turn) => turn % 2 === 0),
+        'tag held by 1%': count((turn) => turn % RARE_TAG_EVERY === 0),
+        'metadata value (5%)': count((turn) => turn % BRANCHES === 7),
+        'time range (1%)': count((turn) => turn >= since && turn <= until)
+      }
     }
   }
 
@@ -179,7 +228,7 @@ export function createWorkload(seed: number): Workload {
     }
   }
 
-  return { text, item, query }
+  return { text, item, query, recallFilters }
 }
 
 /**

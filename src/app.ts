@@ -33,6 +33,8 @@ export interface AppOptions {
   backfill?: boolean
   /** Run the background vector indexer (tests drive it by hand). Default true. */
   vectorIndexer?: boolean
+  /** Fold the term statistics in the background (tests drive it by hand). Default true. */
+  termStatisticsFolder?: boolean
   /** Run this replica's save-queue consumer when Redis is configured (tests inspect the queue without it). Default true. */
   queueConsumer?: boolean
   logger?: FastifyServerOptions['logger']
@@ -110,7 +112,7 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
   await app.register(embedderPlugin, { embedder: options.embedder })
   await app.register(namespaceActivityPlugin)
   await app.register(injectionLogPlugin)
-  await app.register(memoryService, { backfill: options.backfill, vectorIndexer: options.vectorIndexer })
+  await app.register(memoryService, { backfill: options.backfill, vectorIndexer: options.vectorIndexer, termStatisticsFolder: options.termStatisticsFolder })
   await app.register(saveQueuePlugin, { consumer: options.queueConsumer })
   await app.register(autoload, { dir: ROUTES_DIR, autoHooks: true, cascadeHooks: true, ignorePattern: /\.(d\.ts|map)$/ })
   return app

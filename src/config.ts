@@ -31,7 +31,7 @@ export const ConfigSchema = Type.Object({
   BACKFILL_INTERVAL_MS: Type.Integer({ default: 5000, minimum: 100, description: 'How often memories saved without an embedding are embedded' }),
   BACKFILL_BATCH_SIZE: Type.Integer({ default: 256, minimum: 1, maximum: 5000, description: 'Memories embedded per backfill round' }),
   VECTOR_INDEX_BATCH_SIZE: Type.Integer({ default: 200, minimum: 1, maximum: 10000, description: 'Vectors the background indexer moves into the HNSW graph per transaction (PGlite: at most 16)' }),
-  RECALL_EXACT_MAX_MEMORIES: Type.Integer({ default: 8000, minimum: 0, maximum: 100000, description: 'A namespace with at most this many memories is searched exactly, not through the shared HNSW graph (0: never)' }),
+  RECALL_EXACT_MAX_MEMORIES: Type.Integer({ default: 8000, minimum: 0, maximum: 100000, description: 'When at most this many memories match a recall (its namespace, or the part its filters let through), their vectors are compared exactly, not through the shared HNSW graph (0: never)' }),
   VECTOR_INDEXER: Type.Boolean({ default: true, description: 'Run the background vector indexer in this replica; turn it off on replicas that should only serve (one replica must index)' }),
   VECTOR_INDEX_YIELD_MS: Type.Integer({ default: 100, minimum: 0, maximum: 60000, description: 'While saves keep arriving, the vector indexer waits for a pause this long before its next batch (0: never waits)' }),
   VECTOR_INDEX_MAX_DEFERRED: Type.Integer({ default: 2000, minimum: 0, description: 'The indexer stops waiting once this many vectors saved here wait (recall searches them exactly), unless saves outpace it (then for at most 30 s)' }),
@@ -50,6 +50,9 @@ export const ConfigSchema = Type.Object({
   EMBEDDING_LOCAL_POOLING: Type.Enum(['mean', 'cls'], { default: 'mean', description: 'How token vectors become one, as the model card says: mean (sentence-transformers models such as all-MiniLM-L6-v2) or cls (BGE models)' }),
   EMBEDDING_LOCAL_THREADS: Type.Integer({ default: 1, minimum: 1, maximum: 64, description: 'CPU threads the model may use; the other cores stay free for requests' }),
   EMBEDDING_LOCAL_BATCH_SIZE: Type.Integer({ default: 8, minimum: 1, maximum: 1024, description: 'Texts per model run; a recall waits for at most one run of a batch being embedded' }),
+
+  // Recall ranking (README, "How recall works").
+  RECALL_VECTOR_WEIGHT: Type.Optional(Type.Number({ minimum: 0, maximum: 1, description: 'The vector side\'s share of a hybrid score; default by embedder: 0.03 for the built-in lexical one, 0.3 for a semantic model (measure yours with npm run bench:recall)' })),
 
   // Redis: durable asynchronous saves, shared caches and rate limits (issue: Redis).
   REDIS_URL: Type.Optional(Type.String({ minLength: 1, description: 'Redis URL; unset means synchronous saves and in-process caches and limits' })),

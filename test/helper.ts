@@ -32,7 +32,8 @@ async function reset(db: Database): Promise<void> {
   // The vector tables (migrations/003) hold ids of memories: emptied with them, so no test sees another's backlog.
   // Locked in the service's own order, backlog first (memory-store.ts): a running indexer round holds the
   // backlog and then reads memories, so truncating memories first deadlocked with it (seen once in CI).
-  await db.query('TRUNCATE vector_backlog, memory_vectors, memories')
+  // The term statistics (migrations/005) likewise, their backlog before memories for the same reason: a fold holds it.
+  await db.query('TRUNCATE term_backlog, term_removals, term_frequencies, namespace_statistics, vector_backlog, memory_vectors, memories')
 }
 
 const pglite: Backend = {

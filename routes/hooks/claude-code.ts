@@ -46,6 +46,7 @@ const claudeCode: FastifyPluginAsyncTypebox = async (fastify) => {
     get tokenBudget() {
       return config.HOOK_TOKEN_BUDGET
     },
+    embedderKind: fastify.embedder.kind,
     registry: fastify.metrics.registry,
     queue: fastify.hasDecorator('saveQueue') ? fastify.saveQueue : undefined,
     injections: fastify.injections,

@@ -79,8 +79,8 @@ export function createCachingEmbedder(inner: Embedder, options: CachingEmbedderO
 
   return {
     id: inner.id,
-    dimension: inner.dimension,
     kind: inner.kind,
+    dimension: inner.dimension,
     async embed(texts: readonly string[], signal?: AbortSignal): Promise<number[][]> {
       const hashes = texts.map(hashOf)
       const vectors: Array<Float32Array | undefined> = hashes.map((hash) => local.get(hash))

@@ -34,8 +34,8 @@ function mix(hash: number): number {
 /** Matches words (stems, identifier parts, CJK bigrams, 3-grams for typos) by feature hashing, not meaning: no model, offline, deterministic. */
 export class LexicalEmbedder implements Embedder {
   readonly id: string
-  readonly dimension: number
   readonly kind = 'lexical'
+  readonly dimension: number
   readonly local = true
   /** Scratch for one text at a time; embedText never awaits, so sharing the instance stays safe. */
   private readonly sums: Float64Array

@@ -36,8 +36,8 @@ const MAX_ERROR_BODY_CHARS = 500
 /** Embeds text through `POST /v1/embeddings` of an OpenAI-compatible server, in bounded concurrent batches with retries. */
 export class OpenAIEmbedder implements Embedder {
   readonly id: string
-  readonly dimension: number
   readonly kind = 'semantic'
+  readonly dimension: number
   /** The normalised embeddings address requests go to (no credentials). */
   readonly endpoint: string
 

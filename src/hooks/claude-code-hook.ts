@@ -4,8 +4,10 @@ import { Counter, Gauge, type Registry } from 'prom-client'
 import { SageError } from '../errors.js'
 import { estimateTokens, formatContext } from '../memory/context-block.js'
 import { searchTerms, type MemoryService } from '../memory/memory-service.js'
-import { LIMITS, type Memory, type MemoryInput, type RecallHit } from '../memory/memory-schemas.js'
+import { LIMITS, type Memory, type MemoryInput } from '../memory/memory-schemas.js'
+import type { EmbedderKind } from '../embedder/embedder.js'
 import { NAMESPACE_PATTERN, type HookNamespace } from './hook-namespace.js'
+import { judgeRelevance, SUMMARY_TAG } from './hook-relevance.js'
 import type { SaveQueue } from '../queue/save-queue.js'
 import { createSaveRetryBuffer, type SaveRetryBuffer } from './save-retry-buffer.js'
 import { tracedHit, type InjectionLog } from './injection-log.js'
@@ -22,25 +24,6 @@ export type HookAnswer =
   | Record<string, never>
   | { hookSpecificOutput: { hookEventName: 'UserPromptSubmit' | 'SessionStart'; additionalContext: string } }
 
-/**
- * When a recalled memory is worth the agent's context. Measured on the fixtures with the built-in lexical
- * embedder (test/hooks/claude-code-hook.test.ts holds the labelled set): on long prompts, memories of the same
- * topic scored 0.42-0.88 and unrelated ones of the same project at most 0.16; but on short prompts one shared
- * word ("fix", "page") already lifts an unrelated memory to 0.33-0.44, since the text side is the share of the
- * query's terms matched. So a hit must score HOOK_MIN_SCORE and also match at least two of the prompt's terms
- * (all of them for a one-term prompt), unless its vector similarity alone is strong (HOOK_STRONG_VECTOR): that
- * lets a semantic embedder's paraphrase matches through, which share meaning but no words.
- */
-export const HOOK_MIN_SCORE = 0.35
-export const HOOK_MIN_MATCHED_TERMS = 2
-export const HOOK_STRONG_VECTOR = 0.5
-/**
- * Compaction summaries are the agent's own condensed record of a stretch of work, denser in decisions than
- * any single turn: at equal match they are the better memory, so their score is multiplied by this for ranking
- * and the threshold. A multiplier keeps an unrelated summary unrelated (0.1 stays far below HOOK_MIN_SCORE).
- */
-export const SUMMARY_BOOST = 1.25
-export const SUMMARY_TAG = 'summary'
 /** Claude Code cuts additionalContext longer than this to a preview. */
 export const CONTEXT_MAX_CHARS = 10_000
 
@@ -56,9 +39,6 @@ type EventLabel = (typeof KNOWN_EVENTS)[number] | 'other' | 'none'
 
 export type HookOutcome = 'context' | 'empty' | 'saved' | 'ignored' | 'malformed' | 'forbidden' | 'opted_out' | 'deadline' | 'error'
 
-/** Which rule let a recalled memory into the context (the first two), or kept it out (the others). */
-export type HitRule = 'score_and_terms' | 'strong_vector' | 'below_threshold' | 'too_few_terms' | 'same_prompt' | 'over_budget'
-const ADMITTED: ReadonlySet<HitRule> = new Set(['score_and_terms', 'strong_vector'])
 
 /** What a dry run answers besides the hook's answer: what it would have saved and injected, and why. */
 export interface HookDryRun {
@@ -79,6 +59,8 @@ export interface ClaudeCodeHookDeps {
   /** Tokens of context one answer injects at most (HOOK_TOKEN_BUDGET). */
   tokenBudget: number
   minScore?: number
+  /** Whether recall's vectors match words or meaning: only a semantic embedder's similarity admits a memory alone. */
+  embedderKind?: EmbedderKind
   /** Where the hook's own metrics go (the app's registry); none in unit tests that do not look. */
   registry?: Registry
   /** Retry timing of the in-process buffer (tests shorten it). */
@@ -141,7 +123,6 @@ interface TraceNote {
 
 export function createClaudeCodeHook(deps: ClaudeCodeHookDeps): ClaudeCodeHook {
   const { memories, namespaceOf } = deps
-  const minScore = deps.minScore ?? HOOK_MIN_SCORE
   const metrics = deps.registry ? hookMetrics(deps.registry) : undefined
   const count = (event: EventLabel, outcome: HookOutcome) => metrics?.requests.inc({ event, outcome })
 
@@ -252,26 +233,21 @@ export function createClaudeCodeHook(deps: ClaudeCodeHookDeps): ClaudeCodeHook {
       sessionId === undefined ? {} : { excludeSessionId: sessionId }
     )
     const said = comparable(prompt)
-    // The recall's text score is the share of these terms a memory holds; times their number, how many it matched.
-    const queryTerms = new Set(searchTerms(query)).size
-    const neededTerms = Math.max(1, Math.min(HOOK_MIN_MATCHED_TERMS, queryTerms))
-    const matchedTerms = (hit: RecallHit) => Math.round((hit.scores.text ?? 0) * Math.min(queryTerms, MAX_QUERY_TERMS))
-    const ruleOf = (hit: RecallHit, score: number): HitRule => {
+    const verdicts = judgeRelevance(results, {
+      promptTerms: Math.min(new Set(searchTerms(query)).size, MAX_QUERY_TERMS),
       // The prompt just saved, when the session is unknown or the save raced the recall.
-      if ((promptId !== undefined && hit.source_id === promptId) || comparable(hit.content) === said) return 'same_prompt'
-      if (score < minScore) return 'below_threshold'
-      if (matchedTerms(hit) >= neededTerms) return 'score_and_terms'
-      return (hit.scores.vector ?? 0) >= HOOK_STRONG_VECTOR ? 'strong_vector' : 'too_few_terms'
-    }
-    const judged = results.map((hit) => ({ hit, score: boostedScore(hit) })).map((j) => ({ ...j, rule: ruleOf(j.hit, j.score) }))
-    const relevant = judged.filter(({ rule }) => ADMITTED.has(rule)).sort((a, b) => b.score - a.score)
+      isEcho: (hit) => (promptId !== undefined && hit.source_id === promptId) || comparable(hit.content) === said,
+      embedderKind: deps.embedderKind ?? 'lexical',
+      minScore: deps.minScore
+    })
+    const relevant = verdicts.filter((verdict) => verdict.admitted).sort((a, b) => b.score - a.score)
     const heading = `Sage recalled these from earlier sessions of "${namespace}" (most relevant first; each line starts with the date it was said):`
     const context = relevant.length === 0 ? '' : fitCharacters(formatContext(relevant.map(({ hit }) => hit), deps.tokenBudget, heading), CONTEXT_MAX_CHARS)
     // One line per memory after the heading: the relevant ones past them did not fit the budget.
     const fitted = context === '' ? 0 : context.split('\n').length - 1
     const injected = new Set(relevant.slice(0, fitted).map(({ hit }) => hit))
-    note.hits = [...relevant, ...judged.filter(({ rule }) => !ADMITTED.has(rule))].map(({ hit, rule }) =>
-      tracedHit(hit, injected.has(hit), injected.has(hit) || !ADMITTED.has(rule) ? rule : 'over_budget'))
+    note.hits = [...relevant, ...verdicts.filter((verdict) => !verdict.admitted)].map(({ hit, rule, admitted }) =>
+      tracedHit(hit, injected.has(hit), injected.has(hit) || !admitted ? rule : 'over_budget'))
     note.outcome = results.length === 0 ? 'nothing_recalled' : fitted === 0 ? 'none_relevant' : 'injected'
     return context
   }
@@ -444,11 +420,6 @@ function capContent(text: string): { content: string; truncated: boolean } {
 /** A memory the session digest quoted (`pushed`) or had no room for. */
 function digestHit(memory: Memory, pushed: boolean, rule: 'latest_summary' | 'recent_session'): TracedHit {
   return { id: memory.id, injected: pushed, rule: pushed ? rule : 'over_budget' }
-}
-
-function boostedScore(hit: RecallHit): number {
-  // Not capped at 1: a summary that matches perfectly still goes before a turn that matches perfectly.
-  return hit.tags.includes(SUMMARY_TAG) ? hit.score * SUMMARY_BOOST : hit.score
 }
 
 function contextAnswer(hookEventName: 'UserPromptSubmit' | 'SessionStart', additionalContext: string): HookAnswer {

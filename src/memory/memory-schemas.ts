@@ -123,10 +123,17 @@ export type RecallBody = Static<typeof RecallBody>
 export const RecallHit = Type.Intersect([
   Memory,
   Type.Object({
-    score: Type.Number({ description: 'Relevance in [0, 1], best first: hybrid is 1 - (1 - vector)(1 - text); vector or text mode is that score alone' }),
+    score: Type.Number({
+      description: 'Relevance in [0, 1], best first: hybrid is a weighted sum of the text and vector scores (the vector side\'s weight set by the embedder), vector or text mode that score alone; in hybrid and text mode, times 0.7 for a memory that only asks a question, lifted for what was said right after a good hit in its session. Of near-copies only the newest is returned, with the best score among them; of versions of one fact the newest takes the best place'
+    }),
     scores: Type.Object({
       vector: Type.Union([Type.Number(), Type.Null()], { description: 'Cosine similarity of the embeddings; null in text mode or before the memory is embedded' }),
-      text: Type.Union([Type.Number(), Type.Null()], { description: 'Share of the query\'s distinct terms the memory contains, in [0, 1]; null in vector mode' })
+      text: Type.Union([Type.Number(), Type.Null()], {
+        description: 'BM25 over the namespace\'s own term statistics, divided by the best BM25 a memory of the namespace could get for the query (terms no memory holds left out), in [0, 1]: rare terms weigh more than common ones, long memories less than short ones; a memory of average length holding every query term scores 0.84; null in vector mode'
+      })
+    }),
+    matched_terms: Type.Array(Type.String(), {
+      description: 'The query terms this memory holds, as the tokenizer writes them (lowercase, English words stemmed, identifiers split into parts and joined, CJK text in character pairs)'
     })
   })
 ])

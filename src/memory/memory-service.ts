@@ -10,7 +10,7 @@ import { tokenize } from '../text/tokenize.js'
 import { remembered } from '../remembered.js'
 import { formatContext } from './context-block.js'
 import type { ListParams, MemoryStore, NewMemory } from './memory-store.js'
-import type { RecallQuery } from './recall-query.js'
+import type { Recall } from './recall.js'
 import type { Memory, MemoryInput, RecallBody, RecallHit, Role, SaveResult } from './memory-schemas.js'
 import { normalizeContent, normalizeMetadata, normalizeTags, normalizeText, normalizeTimestamp } from './normalize.js'
 
@@ -38,7 +38,7 @@ export interface TurnInput {
 export interface MemoryServiceDeps {
   db: Database
   store: MemoryStore
-  recallQuery: RecallQuery
+  recall: Recall
   embedder: Embedder
   metrics: SageMetrics
   log: FastifyBaseLogger
@@ -115,7 +115,7 @@ function safeTerms(terms: readonly string[]): string[] {
 
 /** Save, recall, read and forget: the rules of ../shared/api-contract.md over the store, the recall query and the embedder. */
 export function createMemoryService(deps: MemoryServiceDeps) {
-  const { db, store, recallQuery, embedder, metrics, log } = deps
+  const { db, store, embedder, metrics, log } = deps
   let embedderDownUntil = 0
   /** Each prepared memory's terms, split once for full-text search and reused by an embedder that takes them. */
   const splitTerms = new WeakMap<PreparedMemory, string[]>()
@@ -302,7 +302,7 @@ export function createMemoryService(deps: MemoryServiceDeps) {
       const vector = mode === 'text' ? undefined : (await embedWithinBudget([query], [split]))?.[0]
       // Hybrid falls back to full text alone; a caller who asked for vectors only is told to retry.
       if (mode === 'vector' && !vector) throw unavailable('the embedder is unavailable; recall with mode "text" or "hybrid" meanwhile', 10)
-      const rows = await recallQuery.recall({
+      const rows = await deps.recall.recall({
         namespace,
         sessionId,
         mode,
@@ -314,10 +314,11 @@ export function createMemoryService(deps: MemoryServiceDeps) {
       const minScore = body.min_score ?? 0
       const results: RecallHit[] = rows
         .filter((row) => row.score > 0 && row.score >= minScore)
-        .map(({ score, vector_score, text_score, ...memory }) => ({
+        .map(({ score, vector_score, text_score, matched_terms, ...memory }) => ({
           ...memory,
           score: round(score),
-          scores: { vector: vector_score === null ? null : round(vector_score), text: text_score === null ? null : round(text_score) }
+          scores: { vector: vector_score === null ? null : round(vector_score), text: text_score === null ? null : round(text_score) },
+          matched_terms
         }))
       const tookMs = performance.now() - started
       metrics.recallDuration.observe({ mode }, tookMs / 1000)

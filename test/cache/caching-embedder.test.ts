@@ -16,8 +16,8 @@ function countingEmbedder(delayMs = 0): Embedder & { texts: string[] } {
   const texts: string[] = []
   return {
     id: inner.id,
-    dimension: inner.dimension,
     kind: inner.kind,
+    dimension: inner.dimension,
     texts,
     async embed(batch, signal) {
       texts.push(...batch)

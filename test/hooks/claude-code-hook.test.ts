@@ -140,10 +140,10 @@ for (const backend of backends()) {
 
     test('a compaction summary outranks a turn that matches as well', async () => {
       await store.reset()
-      const text = 'Decided to move the ledger export to keyset pagination with pages of 5,000 rows.'
+      // Not near-copies, which would count once (the newest).
       await seed([
-        { namespace: NAMESPACE, session_id: 'a', role: 'assistant', content: text, created_at: '2026-11-20T10:00:00Z' },
-        { namespace: NAMESPACE, session_id: 'b', role: 'note', tags: ['summary'], content: text, created_at: '2026-11-19T10:00:00Z' }
+        { namespace: NAMESPACE, session_id: 'a', role: 'assistant', content: 'Decided to move the ledger export to keyset pagination with pages of 5,000 rows.', created_at: '2026-11-20T10:00:00Z' },
+        { namespace: NAMESPACE, session_id: 'b', role: 'note', tags: ['summary'], content: 'Summary: we decided the ledger export moves to keyset pagination; the PDF renderer and the refund webhook come next.', created_at: '2026-11-19T10:00:00Z' }
       ])
       const lines = contextOf(await hook(prompt('What did we decide about ledger export pagination?'))).split('\n')
       assert.equal(lines.length, 3, lines.join('\n'))
@@ -153,11 +153,12 @@ for (const backend of backends()) {
 
     test('the context keeps within HOOK_TOKEN_BUDGET', async () => {
       await store.reset()
-      const small = await buildTestApp(store.db, { HOOK_TOKEN_BUDGET: 120 })
+      const small = await buildTestApp(store.db, { HOOK_TOKEN_BUDGET: 120, HOOK_DEADLINE_MS: 5_000 })
       try {
+        // Each with details of its own: near-copies would count as one memory.
         await seed(Array.from({ length: 12 }, (_, i) => ({
           namespace: NAMESPACE, session_id: `s${i}`, role: 'assistant',
-          content: `Ledger export pagination note ${i}: keyset pagination keeps the export fast. ${'More detail. '.repeat(30)}`
+          content: `Ledger export pagination note ${i}: keyset pagination keeps the export fast. ${Array.from({ length: 30 }, (_, j) => `Detail d${i}x${j}.`).join(' ')}`
         })))
         const res = await small.inject({ method: 'POST', url: '/hooks/claude-code', payload: prompt('ledger export pagination keyset') })
         const context = contextOf(res.json())

@@ -1,33 +1,30 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
-import type { Queryable, QueryResult } from '../../src/db/database.js'
+import type { Database, QueryResult } from '../../src/db/database.js'
+import { createRecall } from '../../src/memory/recall.js'
 import { createRecallQuery } from '../../src/memory/recall-query.js'
 
-// Recall sends its vector and text statements at once; these tests watch how, over a store that fails on cue.
+// Recall sends its vector and text statements at once, and decides how to search vectors before; these tests watch
+// how, over a store that answers (or fails) on cue.
 
-test('a recall whose vector side fails while the term statistics load rejects, with no unhandled rejection', async () => {
+const params = { namespace: 'ns', mode: 'hybrid' as const, candidates: 40, vector: [1, 0, 0, 0], terms: ['ledger', 'export'], weights: [1, 1], averageLength: 10, selective: [0, 1], exact: false }
+
+test('a recall whose vector side fails while the text side is slow rejects, with no unhandled rejection', async () => {
   const unhandled: unknown[] = []
   const onUnhandled = (reason: unknown) => unhandled.push(reason)
   process.on('unhandledRejection', onUnhandled)
   try {
     const sent: string[] = []
-    const db: Queryable = {
+    const db = {
       async query<R>(sql: string): Promise<QueryResult<R>> {
-        if (sql.includes('pg_stats')) {
-          // Term statistics come slowly: a vector statement sent before them would fail unobserved meanwhile.
-          await new Promise((resolve) => setTimeout(resolve, 50))
-          return { rows: [], rowCount: 0 }
-        }
-        sent.push(sql.includes('memory_vectors') ? 'vector' : 'text')
+        const side = sql.includes('memory_vectors') ? 'vector' : 'text'
+        sent.push(side)
+        if (side === 'text') await new Promise((resolve) => setTimeout(resolve, 50))
         throw new Error('connection terminated')
       },
       async exec() {}
     }
-    const recallQuery = createRecallQuery(db, 4)
-    await assert.rejects(
-      recallQuery.recall({ namespace: 'ns', mode: 'hybrid', k: 5, vector: [1, 0, 0, 0], terms: ['ledger', 'export'] }),
-      /connection terminated/
-    )
+    await assert.rejects(createRecallQuery(db, 4).candidates(params), /connection terminated/)
     await new Promise((resolve) => setTimeout(resolve, 100))
     assert.deepEqual(sent.sort(), ['text', 'vector'])
     assert.deepEqual(unhandled, [])
@@ -36,35 +33,51 @@ test('a recall whose vector side fails while the term statistics load rejects, w
   }
 })
 
-test('a namespace of at most exactSearchMaxRows memories is searched exactly, a bigger one through the graph; sizes are kept', async () => {
-  const sizes: Record<string, number> = { small: 5, big: 6 }
-  const counted: string[] = []
+/** A store whose namespaces hold `sizes[namespace]` memories, of which `filtered` match any filter; it records how vectors were searched. */
+function fakeStore(sizes: Record<string, number>, filtered: number) {
   const vectorSources: string[] = []
-  const db: Queryable = {
-    async query<R>(sql: string, params: readonly unknown[] = []): Promise<QueryResult<R>> {
+  const counted: string[] = []
+  const db = {
+    kind: 'pglite',
+    async query<R>(sql: string, values: readonly unknown[] = []): Promise<QueryResult<R>> {
+      if (sql.includes('namespace_statistics')) {
+        return { rows: [{ memories: sizes[String(values[0])] ?? 0, terms: 0, term_frequencies: [] } as R], rowCount: 1 }
+      }
       if (sql.includes('AS capped')) {
-        const namespace = String(params[0])
-        counted.push(namespace)
+        counted.push(String(values[0]))
         // The statement counts at most one past the limit.
         assert.match(sql, /LIMIT 6\b/)
-        return { rows: [{ n: sizes[namespace] } as R], rowCount: 1 }
+        return { rows: [{ n: filtered } as R], rowCount: 1 }
       }
-      if (sql.includes('<=>') && !sql.includes('ts_rank') && !sql.includes('to_tsquery')) {
-        vectorSources.push(sql.includes('memory_vectors') ? 'graph' : 'exact')
-      }
+      if (sql.includes('<=>') && !sql.includes('to_tsquery')) vectorSources.push(sql.includes('memory_vectors') ? 'graph' : 'exact')
       return { rows: [], rowCount: 0 }
     },
     async exec() {}
-  }
-  const recallQuery = createRecallQuery(db, 4, { exactSearchMaxRows: 5 })
-  const recall = (namespace: string) => recallQuery.recall({ namespace, mode: 'vector', k: 5, vector: [1, 0, 0, 0], terms: [] })
-  await recall('small')
-  await recall('big')
-  await recall('small')
-  await recall('big')
-  assert.deepEqual(vectorSources, ['exact', 'graph', 'exact', 'graph'])
-  assert.deepEqual(counted, ['small', 'big'], 'each namespace counted once within the minute')
-  // Text mode needs no count: it never searches vectors.
-  await recallQuery.recall({ namespace: 'other', mode: 'text', k: 5, terms: ['ledger'] })
-  assert.deepEqual(counted, ['small', 'big'])
+  } as unknown as Database
+  return { db, vectorSources, counted }
+}
+
+test('a namespace of at most exactSearchMaxRows memories is searched exactly, a bigger one through the graph', async () => {
+  const { db, vectorSources, counted } = fakeStore({ small: 5, big: 6 }, 6)
+  const recall = createRecall(db, 4, { exactSearchMaxRows: 5, embedderKind: 'lexical' })
+  const ask = (namespace: string) => recall.recall({ namespace, mode: 'vector', k: 5, vector: [1, 0, 0, 0], terms: [] })
+  await ask('small')
+  await ask('big')
+  assert.deepEqual(vectorSources, ['exact', 'graph'])
+  assert.deepEqual(counted, [], 'no filter: the namespace size alone decides')
+})
+
+test('a filter that few memories pass is searched exactly, whatever the namespace size; its count is kept', async () => {
+  const selective = fakeStore({ big: 1_000 }, 3)
+  const recall = createRecall(selective.db, 4, { exactSearchMaxRows: 5, embedderKind: 'lexical' })
+  const ask = () => recall.recall({ namespace: 'big', mode: 'vector', k: 5, vector: [1, 0, 0, 0], terms: [], filter: { tags: ['rare'] } })
+  await ask()
+  await ask()
+  assert.deepEqual(selective.vectorSources, ['exact', 'exact'])
+  assert.deepEqual(selective.counted, ['big'], 'counted once within the minute')
+
+  const broad = fakeStore({ big: 1_000 }, 6)
+  await createRecall(broad.db, 4, { exactSearchMaxRows: 5, embedderKind: 'lexical' })
+    .recall({ namespace: 'big', mode: 'vector', k: 5, vector: [1, 0, 0, 0], terms: [], filter: { role: ['user'] } })
+  assert.deepEqual(broad.vectorSources, ['graph'])
 })

@@ -13,8 +13,8 @@ function recordingEmbedder(): Embedder & { split: Array<{ text: string; terms: r
   const plain: string[] = []
   return {
     id: inner.id,
-    dimension: inner.dimension,
     kind: inner.kind,
+    dimension: inner.dimension,
     local: true,
     split,
     plain,

@@ -1,146 +1,194 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, test } from 'node:test'
 import type { FastifyInstance } from 'fastify'
-import { SELECTIVE_TERM_ROWS } from '../../src/memory/recall-query.js'
-import { searchTerms } from '../../src/memory/memory-service.js'
+import type { Database } from '../../src/db/database.js'
+import { SCORED_MEMORIES } from '../../src/memory/recall.js'
+import { createTermStatistics } from '../../src/memory/term-statistics.js'
 import { backends, buildTestApp, type TestStore } from '../helper.js'
 
-// Text candidates follow Postgres's term statistics (pg_stats.most_common_elems of memories.search_terms): a term
-// in more than SELECTIVE_TERM_ROWS memories brings no candidates on its own; when every query term is that common,
-// the candidates are the newest memories holding all of them, then any. Postgres only: PGlite has no autovacuum,
-// and the suite's point is the planner's statistics of a real server.
+// BM25 reads each namespace's term counters (migrations/005): saves and deletes list their memories, a background
+// fold counts them, and a recall adds what still waits. The counters must equal a count of the memories themselves
+// whatever ran at the same time.
 
 interface Hit {
   id: string
   content: string
   score: number
   scores: { vector: number | null; text: number | null }
+  matched_terms: string[]
 }
 
-const FILL = 3_000
-const SERVICES = ['billing', 'ledger', 'search', 'auth', 'gateway', 'mailer', 'reports', 'exports', 'cache', 'queue']
-const COMMON_QUERY = 'routine deployment report'
-const RARE_QUERY = 'deployment quuxFrobnicator'
+/** The frequencies and sizes counted from the memories themselves, for every namespace. */
+async function recount(db: Database): Promise<{ terms: Map<string, number>; namespaces: Map<string, [number, number]> }> {
+  const terms = new Map<string, number>()
+  const { rows } = await db.query<{ namespace: string; term: string; n: number }>(
+    `SELECT namespace, t.term, count(*)::int AS n FROM memories, unnest(tsvector_to_array(search_terms)) AS t(term) GROUP BY 1, 2`
+  )
+  for (const row of rows) terms.set(`${row.namespace}/${row.term}`, row.n)
+  const namespaces = new Map<string, [number, number]>()
+  const sizes = await db.query<{ namespace: string; n: number; terms: number }>('SELECT namespace, count(*)::int AS n, sum(length(search_terms))::int AS terms FROM memories GROUP BY 1')
+  for (const row of sizes.rows) namespaces.set(row.namespace, [row.n, row.terms])
+  return { terms, namespaces }
+}
 
-const postgres = backends().find((b) => b.name === 'postgres')
+/** The folded counters alone (what recall reads once nothing waits). */
+async function counters(db: Database): Promise<{ terms: Map<string, number>; namespaces: Map<string, [number, number]> }> {
+  const terms = new Map<string, number>()
+  for (const row of (await db.query<{ namespace: string; term: string; memories: number }>('SELECT namespace, term, memories::int FROM term_frequencies')).rows) {
+    terms.set(`${row.namespace}/${row.term}`, row.memories)
+  }
+  const namespaces = new Map<string, [number, number]>()
+  for (const row of (await db.query<{ namespace: string; memories: number; terms: number }>('SELECT namespace, memories::int, terms::int FROM namespace_statistics')).rows) {
+    namespaces.set(row.namespace, [row.memories, row.terms])
+  }
+  return { terms, namespaces }
+}
 
-describe('text candidates by term statistics, on postgres', { skip: postgres ? false : 'TEST_DATABASE_URL is not set' }, () => {
-  let store: TestStore
-  let app: FastifyInstance
-  let rareId: string
-  const ns = 'term-stats'
+const WORDS = 'ledger export page cursor pool query session token cache queue worker retry schema index vector recall prompt hook batch invoice'.split(' ')
+const text = (i: number) => `Note ${i % 7}: ${WORDS[i % WORDS.length]} ${WORDS[(i * 3) % WORDS.length]} and ${WORDS[(i * 7) % WORDS.length]} for team t${i % 5}.`
 
-  before(async () => {
-    store = await postgres!.create()
-    const loader = await buildTestApp(store.db, {}, { vectorIndexer: false })
-    try {
-      // The rare memory is a day older than the rest: it is never among the newest memories holding a common word.
-      const dayAgo = new Date(Date.now() - 86_400_000).toISOString()
-      const rare = await loader.inject({
-        method: 'POST', url: '/v1/memories',
-        payload: { namespace: ns, content: 'Routine deployment report: the quuxFrobnicator flag broke the canary.', created_at: dayAgo }
-      })
-      assert.equal(rare.statusCode, 201, rare.body)
-      rareId = rare.json().id
-      for (let start = 0; start < FILL; start += 1000) {
-        const items = Array.from({ length: 1000 }, (_, j) => {
-          const i = start + j
-          return { namespace: ns, content: `Routine deployment report ${i}: service ${SERVICES[i % SERVICES.length]} shipped build b${i} on node n${i % 97}.` }
-        })
-        const res = await loader.inject({ method: 'POST', url: '/v1/memories/batch', payload: { items } })
-        assert.equal(res.statusCode, 201, res.body)
+for (const backend of backends()) {
+  describe(`term statistics on ${backend.name}`, () => {
+    let store: TestStore
+    let app: FastifyInstance
+
+    before(async () => {
+      store = await backend.create()
+      // The test folds by hand, at the moments it chooses, besides the folds it runs alongside the writes.
+      app = await buildTestApp(store.db, {}, { vectorIndexer: false, termStatisticsFolder: false })
+    })
+    after(async () => {
+      await app?.close()
+      await store?.drop()
+    })
+
+    const save = async (items: object[]) => {
+      const res = await app.inject({ method: 'POST', url: '/v1/memories/batch', payload: { items } })
+      assert.equal(res.statusCode, 201, res.body)
+      return (res.json().items as Array<{ id: string }>).map((item) => item.id)
+    }
+
+    test('the counters equal a count of the memories after concurrent saves, deletes and folds', async () => {
+      await store.reset()
+      const statistics = createTermStatistics(store.db)
+      const ids = await save(Array.from({ length: 60 }, (_, i) => ({ namespace: `n${i % 3}`, session_id: `s${i % 4}`, content: text(i) })))
+      const writes: Array<Promise<unknown>> = []
+      let folding = true
+      const folds = (async () => {
+        let moved = 0
+        while (folding) moved += await statistics.fold(7)
+        return moved
+      })()
+      for (let round = 0; round < 6; round++) {
+        writes.push(save(Array.from({ length: 25 }, (_, i) => ({ namespace: `n${(round + i) % 3}`, session_id: `s${i % 4}`, content: text(round * 100 + i) }))))
+        writes.push(app.inject({ method: 'DELETE', url: `/v1/memories/${ids[round * 9]}` }))
+        writes.push(app.inject({ method: 'POST', url: '/v1/turns', payload: { namespace: 'n1', user_input: text(round), assistant_response: text(round + 1) } }))
       }
-      // A small namespace where the common word is not common at all.
-      const small = await loader.inject({
-        method: 'POST', url: '/v1/memories/batch',
-        payload: { items: [{ namespace: 'small', content: 'The deployment of the billing service waits for approval.' }, { namespace: 'small', content: 'Lunch is at noon.' }] }
+      writes.push(app.inject({ method: 'DELETE', url: '/v1/memories?namespace=n2&session_id=s3' }))
+      await Promise.all(writes)
+      folding = false
+      await folds
+      const expected = await recount(store.db)
+      // Read before the last fold: the counters plus what still waits.
+      for (const [namespace, [memories, terms]] of expected.namespaces) {
+        const words = ['ledger', 'export', 'queue', 'team', 't1', 'note']
+        const read = await statistics.read(namespace, words)
+        assert.equal(read.memories, memories, `${namespace} memories`)
+        assert.ok(Math.abs(read.averageLength - terms / memories) < 1e-9, `${namespace} average length`)
+        for (const word of words) assert.equal(read.frequencies.get(word), expected.terms.get(`${namespace}/${word}`) ?? 0, `${namespace}/${word}`)
+      }
+      while ((await statistics.fold(1000)) > 0);
+      assert.equal(await statistics.backlog(), 0)
+      assert.deepEqual(await counters(store.db), expected)
+    })
+
+    test('the background folder counts what was saved soon after, without being asked', async () => {
+      await store.reset()
+      const running = await buildTestApp(store.db, {}, { vectorIndexer: false })
+      try {
+        const res = await running.inject({ method: 'POST', url: '/v1/memories', payload: { namespace: 'bg', content: 'ledger export' } })
+        assert.equal(res.statusCode, 201)
+        const statistics = createTermStatistics(store.db)
+        const deadline = Date.now() + 10_000
+        while ((await statistics.backlog()) > 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50))
+        assert.equal(await statistics.backlog(), 0)
+        assert.deepEqual((await counters(store.db)).namespaces.get('bg')?.[0], 1)
+      } finally {
+        await running.close()
+      }
+    })
+
+    test('deleting a whole namespace leaves no counter behind', async () => {
+      await store.reset()
+      const statistics = createTermStatistics(store.db)
+      await save([{ namespace: 'gone', content: 'ledger export' }, { namespace: 'kept', content: 'ledger page' }])
+      await statistics.fold(100)
+      const res = await app.inject({ method: 'DELETE', url: '/v1/memories?namespace=gone' })
+      assert.equal(res.json().deleted, 1)
+      await statistics.fold(100)
+      const { terms, namespaces } = await counters(store.db)
+      assert.deepEqual([...namespaces.keys()], ['kept'])
+      assert.deepEqual([...terms.keys()].sort(), ['kept/ledger', 'kept/page'])
+    })
+
+    describe('text candidates by the namespace\'s own statistics', () => {
+      const ns = 'term-stats'
+      let rareId: string
+      const FILL = SCORED_MEMORIES + 200
+
+      before(async () => {
+        await store.reset()
+        // The rare memory is a day older than the rest: it is never among the newest memories holding a common word.
+        const dayAgo = new Date(Date.now() - 86_400_000).toISOString()
+        rareId = (await save([{ namespace: ns, content: 'Routine deployment report: the quuxFrobnicator flag broke the canary.', created_at: dayAgo }]))[0]!
+        const services = ['billing', 'ledger', 'search', 'auth', 'gateway', 'mailer', 'reports', 'exports', 'cache', 'queue']
+        for (let start = 0; start < FILL; start += 1000) {
+          await save(Array.from({ length: Math.min(1000, FILL - start) }, (_, j) => {
+            const i = start + j
+            return { namespace: ns, content: `Routine deployment report ${i}: service ${services[i % services.length]} shipped build b${i} on node n${i % 97}.` }
+          }))
+        }
+        // Where "deployment" is rare: a namespace of two.
+        await save([{ namespace: 'small', content: 'The deployment of the billing service waits for approval.' }, { namespace: 'small', content: 'Lunch is at noon.' }])
+        await app.termStatisticsFolder.drainOnce()
       })
-      assert.equal(small.statusCode, 201, small.body)
-      // Most vectors in the graph, as on a running service.
-      assert.equal(await loader.vectorIndexer.drainOnce(), FILL + 3)
-    } finally {
-      await loader.close()
-    }
-    await store.db.query('ANALYZE memories')
-    // A fresh app: its term statistics (cached 60 s per repository) are read after the ANALYZE.
-    app = await buildTestApp(store.db, {}, { vectorIndexer: false })
-  })
-  after(async () => {
-    await app?.close()
-    await store?.drop()
-  })
 
-  const recall = async (body: Record<string, unknown>): Promise<Hit[]> => {
-    const res = await app.inject({ method: 'POST', url: '/v1/recall', payload: { namespace: ns, ...body } })
-    assert.equal(res.statusCode, 200, `${JSON.stringify(body)}: ${res.body}`)
-    return res.json().results
-  }
+      const recall = async (body: Record<string, unknown>, namespace = ns): Promise<Hit[]> => {
+        const res = await app.inject({ method: 'POST', url: '/v1/recall', payload: { namespace, ...body } })
+        assert.equal(res.statusCode, 200, `${JSON.stringify(body)}: ${res.body}`)
+        return res.json().results
+      }
 
-  /** The rows Postgres estimates hold `term`, from the same statistics recall reads. */
-  const estimatedRows = async (term: string): Promise<number> => {
-    const { rows } = await store.db.query<{ n: number | null }>(
-      `SELECT (SELECT f FROM unnest(s.most_common_elems::text::text[], s.most_common_elem_freqs::float8[]) AS e(t, f) WHERE t = $1)
-              * greatest(c.reltuples, 0) AS n
-       FROM pg_class c JOIN pg_stats s ON s.schemaname = current_schema() AND s.tablename = c.relname
-       WHERE c.oid = 'memories'::regclass AND s.attname = 'search_terms'`,
-      [term]
-    )
-    return Number(rows[0]?.n ?? 0)
-  }
+      for (const mode of ['text', 'hybrid', 'vector'] as const) {
+        test(`${mode}: a common word plus a rare identifier finds the rare memory first`, async () => {
+          const hits = await recall({ query: 'deployment quuxFrobnicator', mode, k: 5 })
+          assert.equal(hits[0]?.id, rareId, JSON.stringify(hits.map((h) => h.content)))
+          assert.deepEqual(hits[0]!.matched_terms.sort(), ['deploy', 'frobnic', 'quux', 'quuxfrobnic'])
+        })
 
-  test('the statistics call the filler words common and the identifier rare (the premise of the tests below)', async () => {
-    for (const term of searchTerms(COMMON_QUERY)) {
-      assert.ok((await estimatedRows(term)) > SELECTIVE_TERM_ROWS, `"${term}" should be common: ${await estimatedRows(term)} rows`)
-    }
-    for (const term of searchTerms('quuxFrobnicator')) {
-      assert.ok((await estimatedRows(term)) <= SELECTIVE_TERM_ROWS, `"${term}" should be selective`)
-    }
-  })
+        test(`${mode}: only common words still return k results, best first`, async () => {
+          const hits = await recall({ query: 'routine deployment report', mode, k: 10 })
+          assert.equal(hits.length, 10)
+          assert.ok(hits.every((h) => h.matched_terms.length === 3), 'every hit holds all the words')
+          for (let i = 1; i < hits.length; i++) assert.ok(hits[i - 1]!.score >= hits[i]!.score)
+        })
+      }
 
-  for (const mode of ['text', 'hybrid', 'vector'] as const) {
-    test(`${mode}: a common word plus a rare identifier finds the rare memory first`, async () => {
-      const hits = await recall({ query: RARE_QUERY, mode, k: 5 })
-      assert.equal(hits[0]?.id, rareId, JSON.stringify(hits.map((h) => h.content)))
-      assert.equal(hits[0]!.scores.text, mode === 'vector' ? null : 1)
+      test('a rare word weighs more than a common one: the memory holding it outranks those holding only the common one', async () => {
+        const hits = await recall({ query: 'deployment canary', mode: 'text', k: 5 })
+        assert.equal(hits[0]?.id, rareId)
+        assert.ok(hits[0]!.scores.text! > 2 * hits[1]!.scores.text!, JSON.stringify(hits.slice(0, 2).map((h) => h.scores)))
+      })
+
+      test('a common word plus a word no memory holds (a typo) still finds the memories holding the common word', async () => {
+        const hits = await recall({ query: 'deployment xyzzyq', mode: 'text', k: 5 })
+        assert.equal(hits.length, 5, JSON.stringify(hits))
+      })
+
+      test('in a small namespace, a word common in another namespace is rare, and finds its memory', async () => {
+        const hits = await recall({ query: 'deployment canary', mode: 'text', k: 5 }, 'small')
+        assert.match(hits[0]?.content ?? '', /deployment of the billing/)
+      })
     })
-
-    test(`${mode}: only common words still return k results, best first`, async () => {
-      const hits = await recall({ query: COMMON_QUERY, mode, k: 10 })
-      assert.equal(hits.length, 10)
-      if (mode !== 'vector') assert.ok(hits.every((h) => h.scores.text === 1), 'every hit holds all the words')
-      for (let i = 1; i < hits.length; i++) assert.ok(hits[i - 1]!.score >= hits[i]!.score)
-    })
-
-    test(`${mode}: one common word alone still returns k results`, async () => {
-      const hits = await recall({ query: 'deployment', mode, k: 8 })
-      assert.equal(hits.length, 8)
-    })
-  }
-
-  test('a common word plus a selective word of another memory still ranks that memory first', async () => {
-    // "canary" is only in the rare memory; the others hold one word of two.
-    const hits = await recall({ query: 'deployment canary', mode: 'text', k: 5 })
-    assert.equal(hits[0]?.id, rareId)
   })
-
-  test('a common word plus a selective word fills k with the memories holding both', async () => {
-    // "billing" is in 300 memories, "deployment" in all of them.
-    const hits = await recall({ query: 'billing deployment', mode: 'text', k: 10 })
-    assert.equal(hits.length, 10)
-    assert.ok(hits.every((h) => /billing/.test(h.content)))
-  })
-
-  // Two gaps of the selective-term rule, each a failing test: a query's rarest term decides alone which memories
-  // are candidates, so memories holding only its common words are never candidates, even where nothing else is.
-  test('a common word plus a word no memory holds (a typo) still finds the memories holding the common word', async () => {
-    const hits = await recall({ query: 'deployment xyzzyq', mode: 'text', k: 5 })
-    assert.equal(hits.length, 5, JSON.stringify(hits))
-  })
-
-  test('in a small namespace, a word common only in another namespace still brings its memories', async () => {
-    // The statistics are the whole table's: "deployment" is common because of the other namespace.
-    const res = await app.inject({ method: 'POST', url: '/v1/recall', payload: { namespace: 'small', query: 'deployment canary', mode: 'text', k: 5 } })
-    assert.equal(res.statusCode, 200)
-    assert.match(res.json().results[0]?.content ?? '', /deployment of the billing/, res.body)
-  })
-})
+}
