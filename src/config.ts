@@ -75,7 +75,11 @@ export const ConfigSchema = Type.Object({
   SAGE_API_KEYS_FILE: Type.Optional(Type.String({ minLength: 1, description: 'File with the same entries, one a line (# comments); re-read on SIGHUP, keeping the last good keys if it is invalid' })),
   SAGE_ALLOW_OPEN: Type.Boolean({ default: false, description: 'Serve a non-loopback address with no keys (say so only behind your own auth)' }),
   METRICS_TOKEN: Type.Optional(Type.String({ minLength: 1, description: 'Bearer token /metrics requires when set' })),
-  METRICS_PORT: Type.Optional(Type.Integer({ minimum: 1, maximum: 65535, description: 'Serve /metrics on this port (same host) instead of the main one, where it then answers 404' }))
+  METRICS_PORT: Type.Optional(Type.Integer({ minimum: 1, maximum: 65535, description: 'Serve /metrics on this port (same host) instead of the main one, where it then answers 404' })),
+
+  // MCP (issue: MCP).
+  MCP_ALLOWED_HOSTS: Type.Optional(Type.String({ description: 'Host names /mcp accepts in the Host header besides localhost, 127.0.0.1 and [::1], comma-separated (a proxy\'s name); on a non-loopback HOST, the only ones it accepts' })),
+  MCP_ALLOWED_ORIGINS: Type.Optional(Type.String({ description: 'Origin host names /mcp accepts from browsers besides localhost, 127.0.0.1 and [::1], comma-separated' }))
 })
 
 export type Config = Static<typeof ConfigSchema>
