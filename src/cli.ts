@@ -3,6 +3,7 @@ import type { Command } from './commands/command.js'
 import { doctor } from './commands/doctor.js'
 import { hooks } from './commands/hooks.js'
 import { importCommand } from './commands/import.js'
+import { mcp } from './commands/mcp.js'
 import { migrate } from './commands/migrate.js'
 import { models } from './commands/models.js'
 import { queue } from './commands/queue.js'
@@ -15,6 +16,7 @@ const COMMANDS: Record<string, Command> = {
   migrate,
   reembed,
   hooks,
+  mcp,
   import: importCommand,
   queue,
   models,
