@@ -1,4 +1,4 @@
-import { applyEdits, format, modify, parse as parseJsonc, printParseErrorCode, type FormattingOptions, type ParseError } from 'jsonc-parser'
+import { applyEdits, findNodeAtLocation, format, modify, parse as parseJsonc, parseTree, printParseErrorCode, type FormattingOptions, type ParseError } from 'jsonc-parser'
 import { isDeepStrictEqual } from 'node:util'
 import { parse as parseToml, stringify as stringifyToml } from 'smol-toml'
 import { readSettingsFile, removeSettingsFile, writeSettingsFile, type SettingsFile } from '../settings-file.js'
@@ -162,7 +162,16 @@ function placeInput(text: string, input: NonNullable<McpAgent['input']>, wanted:
   if (wanted && index >= 0) return setJson(text, ['inputs', index], input.entry)
   if (wanted) return setJson(text, ['inputs', list.length], input.entry, { isArrayInsertion: true })
   if (index < 0) return text
-  return list.length === 1 ? setJson(text, ['inputs'], undefined) : setJson(text, ['inputs', index], undefined)
+  return list.length === 1 ? setJson(text, ['inputs'], undefined) : withoutArrayItem(text, ['inputs'], index)
+}
+
+/** Removes one item from an array, from the end of the item before it (as an insertion at the end adds it). */
+function withoutArrayItem(text: string, path: string[], index: number): string {
+  const items = findNodeAtLocation(parseTree(text)!, path)!.children!
+  const item = items[index]!
+  const from = index > 0 ? items[index - 1]!.offset + items[index - 1]!.length : item.offset
+  const to = index > 0 ? item.offset + item.length : items[index + 1]!.offset
+  return text.slice(0, from) + text.slice(to)
 }
 
 /** The file's text without Sage's entry; undefined when nothing else is left in it. */
@@ -186,6 +195,15 @@ function readToml(file: SettingsFile): JsonObject {
     return parseToml(file.text) as JsonObject
   } catch (error) {
     throw refuse(file, `is not valid TOML (${(error as Error).message.split('\n')[0]}): fix it by hand`)
+  }
+}
+
+/** Whether the edited text is exactly the intended data (the check that a text edit removed and added only Sage's tables). */
+function parsesTo(text: string, wanted: JsonObject): boolean {
+  try {
+    return sameData(parseToml(text), wanted)
+  } catch {
+    return false
   }
 }
 
@@ -238,7 +256,7 @@ function installToml(file: SettingsFile, path: string[], entry: JsonObject): str
   let place = wanted
   for (const key of path.slice(0, -1)) place = (place[key] ??= {}) as JsonObject
   place[path[path.length - 1]!] = entry
-  if (!sameData(readToml({ ...file, text }), wanted)) {
+  if (!parsesTo(text, wanted)) {
     throw refuse(file, `keeps its "${path.join('.')}" server in a form Sage cannot edit safely (dotted keys or an inline table); put this in it by hand:\n\n${block}\n`)
   }
   return text
@@ -252,7 +270,7 @@ function uninstallToml(file: SettingsFile, path: string[]): string | undefined {
   if (refused) throw refused
   const rest = withoutTomlTables(file.text, path).trimEnd()
   const text = rest === '' ? '' : `${rest}\n`
-  if (!sameData(readToml({ ...file, text }), withoutEntry(data, path))) {
+  if (!parsesTo(text, withoutEntry(data, path))) {
     throw refuse(file, `keeps its "${path.join('.')}" server in a form Sage cannot edit safely (dotted keys or an inline table): remove it by hand`)
   }
   return text === '' ? undefined : text
