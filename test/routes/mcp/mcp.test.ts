@@ -3,8 +3,11 @@ import assert from 'node:assert/strict'
 import { request as httpRequest } from 'node:http'
 import { after, before, beforeEach, describe, test } from 'node:test'
 import type { FastifyInstance } from 'fastify'
+import { createPgDatabase } from '../../../src/db/pg-database.js'
+import { migrate } from '../../../src/db/migrate.js'
 import { backends, buildTestApp, memoryCount, type TestStore } from '../../helper.js'
 import { callTool, ERAS, mcpClient, textOf } from '../../support/mcp-client.js'
+import { createPostgresCluster, postgresClusterAvailable } from '../../support/postgres-cluster.js'
 
 const SECRETS = {
   alice: 'alice-secret-0123456789abcdef',
@@ -348,5 +351,34 @@ describe('MCP with the embedder down', () => {
     assert.deepEqual([vector.isError, textOf(vector)], [true, 'the embedder is unavailable; recall with mode "text" or "hybrid" meanwhile (retry in 10 s)'])
     assert.equal((await callTool(client, 'recall', { query: 'saved vector' })).structuredContent!.results.length, 1)
     assert.match((await app.inject({ method: 'GET', url: '/metrics' })).body, /sage_mcp_tool_call_duration_seconds_count\{tool="recall",outcome="unavailable"\} 1/)
+  })
+})
+
+describe('MCP while Postgres is down', () => {
+  const skip = !postgresClusterAvailable() && process.env.CI !== 'true' && 'initdb not found (set PG_BIN)'
+  test('every call is a tool error that says to retry, the service serves on, and calls succeed once Postgres is back', { skip }, async (t) => {
+    const cluster = await createPostgresCluster()
+    t.after(() => cluster.destroy())
+    const db = createPgDatabase({ url: cluster.url, poolMax: 4, statementTimeoutMs: 30_000 })
+    await migrate(db)
+    const app = await buildTestApp(db)
+    t.after(async () => {
+      await app.close()
+      await db.close()
+    })
+    await app.listen({ host: '127.0.0.1', port: 0 })
+    const client = await mcpClient(t, `http://127.0.0.1:${(app.server.address() as { port: number }).port}/mcp`)
+    const id = (await callTool(client, 'remember', { content: 'written before the outage' })).structuredContent!.id as string
+
+    await cluster.stop()
+    for (const [tool, args] of [['remember', { content: 'during the outage' }], ['recall', { query: 'outage' }], ['get_memory', { id }], ['recent', {}], ['list_sessions', {}], ['forget', { id }]] as const) {
+      const result = await callTool(client, tool, args)
+      assert.deepEqual([result.isError, textOf(result)], [true, 'the database is unavailable; retry shortly (retry in 5 s)'], tool)
+    }
+    assert.match((await app.inject({ method: 'GET', url: '/metrics' })).body, /sage_mcp_tool_call_duration_seconds_count\{tool="remember",outcome="unavailable"\} 1/)
+
+    await cluster.start()
+    const back = await callTool(client, 'get_memory', { id })
+    assert.equal(back.structuredContent?.content, 'written before the outage', textOf(back))
   })
 })
