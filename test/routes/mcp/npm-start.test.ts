@@ -1,23 +1,44 @@
 import assert from 'node:assert/strict'
-import { spawn } from 'node:child_process'
+import { execFile, spawn } from 'node:child_process'
 import { once } from 'node:events'
-import { mkdtemp, rm } from 'node:fs/promises'
+import { copyFile, mkdir, mkdtemp, rm, symlink } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
-import { join } from 'node:path'
+import { dirname, join } from 'node:path'
 import { test } from 'node:test'
+import { promisify } from 'node:util'
 import { REPO_ROOT } from '../../helper.js'
 import { callTool, mcpClient } from '../../support/mcp-client.js'
 import { freePort } from '../../support/sage-process.js'
 import { waitFor } from '../../support/wait-for.js'
 
-test('npm start, with nothing configured, then an MCP client remembers a fact and a recall through MCP finds it first', { timeout: 240_000 }, async (t) => {
-  const dataDir = await mkdtemp(join(tmpdir(), 'sage-npm-start-'))
-  t.after(() => rm(dataDir, { recursive: true, force: true }))
+const run = promisify(execFile)
+
+/**
+ * A clean clone of this checkout after `npm ci`: the files git has (committed or not, ignored ones left out, so
+ * no dist/ and no .data/), and the installed packages. Its own build leaves the one the other tests run alone.
+ */
+async function cleanClone(): Promise<string> {
+  const clone = await mkdtemp(join(tmpdir(), 'sage-clone-'))
+  const { stdout } = await run('git', ['ls-files', '--cached', '--others', '--exclude-standard', '-z'], { cwd: REPO_ROOT, maxBuffer: 64 * 1024 * 1024 })
+  for (const file of stdout.split('\0').filter(Boolean)) {
+    await mkdir(dirname(join(clone, file)), { recursive: true })
+    // A file deleted in the working tree but not yet in git is not part of the clone.
+    await copyFile(join(REPO_ROOT, file), join(clone, file)).catch((error: NodeJS.ErrnoException) => {
+      if (error.code !== 'ENOENT') throw error
+    })
+  }
+  await symlink(join(REPO_ROOT, 'node_modules'), join(clone, 'node_modules'))
+  return clone
+}
+
+test('from a clean clone: npm start, then an MCP client remembers a fact and a recall through MCP finds it first', { timeout: 300_000 }, async (t) => {
+  const clone = await cleanClone()
+  t.after(() => rm(clone, { recursive: true, force: true }))
   const port = await freePort()
-  // What a clean clone has after npm ci: no .data, no environment but where to listen. `npm start` builds, then serves.
+  // Nothing configured but where to listen: the embedded store in the clone's .data, the built-in embedder.
   const npm = spawn('npm', ['start'], {
-    cwd: REPO_ROOT,
-    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? dataDir, PORT: String(port), SAGE_DATA_DIR: join(dataDir, '.data'), LOG_LEVEL: 'warn' },
+    cwd: clone,
+    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? clone, PORT: String(port), LOG_LEVEL: 'warn' },
     stdio: ['ignore', 'pipe', 'pipe'],
     // Its own process group, so the build and the service it starts stop with it.
     detached: true
@@ -34,7 +55,7 @@ test('npm start, with nothing configured, then an MCP client remembers a fact an
   await waitFor(`npm start to serve on ${url}`, async () => {
     if (npm.exitCode !== null) throw new Error(`npm start exited ${npm.exitCode}:\n${output}`)
     return fetch(`${url}/health`).then((res) => res.ok, () => false)
-  }, 200_000, 250)
+  }, 240_000, 250)
 
   const client = await mcpClient(t, `${url}/mcp`)
   for (const content of [
