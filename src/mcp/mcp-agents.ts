@@ -40,13 +40,21 @@ export interface AgentPlaces {
 
 export const SAGE_SERVER_NAME = 'sage'
 
-/** `{ SAGE_URL, SAGE_API_KEY }` for a stdio entry, the key given as the agent's reference to the variable. */
-const stdioEnv = (options: McpEntryOptions, keyReference: (name: string) => string) => ({
-  SAGE_URL: options.stdio!.sageUrl,
-  ...(options.apiKeyEnv === undefined ? {} : { SAGE_API_KEY: keyReference(options.apiKeyEnv) })
-})
-const bearer = (options: McpEntryOptions, keyReference: (name: string) => string) =>
-  options.apiKeyEnv === undefined ? {} : { headers: { Authorization: `Bearer ${keyReference(options.apiKeyEnv)}` } }
+/**
+ * An entry of the JSON shape most agents share: the URL under the agent's own name for it with a bearer header,
+ * or the command that starts `sage-memory mcp` with SAGE_URL and the key; `type` for the agents that want one.
+ * `keyReference` writes the agent's way of naming an environment variable (or VS Code's input).
+ */
+function jsonEntry(urlKey: string, keyReference: (name: string) => string, typed: boolean) {
+  return (options: McpEntryOptions): Record<string, unknown> => {
+    const key = options.apiKeyEnv === undefined ? undefined : keyReference(options.apiKeyEnv)
+    if (options.stdio) {
+      const env = { SAGE_URL: options.stdio.sageUrl, ...(key === undefined ? {} : { SAGE_API_KEY: key }) }
+      return { ...(typed && { type: 'stdio' }), command: options.stdio.command, args: options.stdio.args, env }
+    }
+    return { ...(typed && { type: 'http' }), [urlKey]: options.url, ...(key !== undefined && { headers: { Authorization: `Bearer ${key}` } }) }
+  }
+}
 
 // Claude Code and Gemini CLI expand ${VAR}; Cursor and Windsurf ${env:VAR}.
 const shellStyle = (name: string) => `\${${name}}`
@@ -64,10 +72,7 @@ const claudeCode: McpAgent = {
     local: ({ home, env }) => join(env.CLAUDE_CONFIG_DIR ?? home, '.claude.json')
   },
   entryPath: (scope, { cwd }) => (scope === 'local' ? ['projects', cwd, 'mcpServers', SAGE_SERVER_NAME] : ['mcpServers', SAGE_SERVER_NAME]),
-  entry: (options) =>
-    options.stdio
-      ? { type: 'stdio', command: options.stdio.command, args: options.stdio.args, env: stdioEnv(options, shellStyle) }
-      : { type: 'http', url: options.url, ...bearer(options, shellStyle) }
+  entry: jsonEntry('url', shellStyle, true)
 }
 
 const cursor: McpAgent = {
@@ -77,10 +82,7 @@ const cursor: McpAgent = {
   defaultScope: 'project',
   files: { project: ({ cwd }) => join(cwd, '.cursor', 'mcp.json'), user: ({ home }) => join(home, '.cursor', 'mcp.json') },
   entryPath: () => ['mcpServers', SAGE_SERVER_NAME],
-  entry: (options) =>
-    options.stdio
-      ? { command: options.stdio.command, args: options.stdio.args, env: stdioEnv(options, envStyle) }
-      : { url: options.url, ...bearer(options, envStyle) }
+  entry: jsonEntry('url', envStyle, false)
 }
 
 const codex: McpAgent = {
@@ -108,12 +110,7 @@ const vscode: McpAgent = {
   files: { project: ({ cwd }) => join(cwd, '.vscode', 'mcp.json') },
   entryPath: () => ['servers', SAGE_SERVER_NAME],
   // VS Code asks for the key once, by this input, and keeps it in its secret storage.
-  entry: (options) => {
-    const key = () => `\${input:${VSCODE_KEY_INPUT}}`
-    return options.stdio
-      ? { type: 'stdio', command: options.stdio.command, args: options.stdio.args, env: stdioEnv(options, key) }
-      : { type: 'http', url: options.url, ...bearer(options, key) }
-  },
+  entry: jsonEntry('url', () => `\${input:${VSCODE_KEY_INPUT}}`, true),
   input: { id: VSCODE_KEY_INPUT, entry: { type: 'promptString', id: VSCODE_KEY_INPUT, description: 'Sage API key', password: true } }
 }
 
@@ -124,10 +121,7 @@ const windsurf: McpAgent = {
   defaultScope: 'user',
   files: { user: ({ home }) => join(home, '.codeium', 'windsurf', 'mcp_config.json') },
   entryPath: () => ['mcpServers', SAGE_SERVER_NAME],
-  entry: (options) =>
-    options.stdio
-      ? { command: options.stdio.command, args: options.stdio.args, env: stdioEnv(options, envStyle) }
-      : { serverUrl: options.url, ...bearer(options, envStyle) }
+  entry: jsonEntry('serverUrl', envStyle, false)
 }
 
 const gemini: McpAgent = {
@@ -137,10 +131,7 @@ const gemini: McpAgent = {
   defaultScope: 'project',
   files: { project: ({ cwd }) => join(cwd, '.gemini', 'settings.json'), user: ({ home }) => join(home, '.gemini', 'settings.json') },
   entryPath: () => ['mcpServers', SAGE_SERVER_NAME],
-  entry: (options) =>
-    options.stdio
-      ? { command: options.stdio.command, args: options.stdio.args, env: stdioEnv(options, shellStyle) }
-      : { httpUrl: options.url, ...bearer(options, shellStyle) }
+  entry: jsonEntry('httpUrl', shellStyle, false)
 }
 
 export const MCP_AGENTS: readonly McpAgent[] = [claudeCode, cursor, codex, vscode, windsurf, gemini]

@@ -16,6 +16,10 @@ export type McpToolOutcome = 'ok' | 'invalid' | 'forbidden' | 'not_found' | 'una
 const outcomeOf = (status: number): McpToolOutcome =>
   status === 403 ? 'forbidden' : status === 404 ? 'not_found' : status === 503 ? 'unavailable' : status >= 500 ? 'error' : 'invalid'
 
+/** The protocol's answer to a tool that does not exist (not a tool error: there is no tool to have failed). */
+export const unknownTool = (name: string) =>
+  new ProtocolError(ProtocolErrorCode.InvalidParams, `unknown tool "${name}"; Sage's tools are ${MCP_TOOLS.map((tool) => tool.name).join(', ')}`)
+
 /** A tool error: a result the agent reads and can act on, not a protocol failure. */
 export const toolError = (text: string): CallToolResult => ({ content: [{ type: 'text', text }], isError: true })
 
@@ -34,8 +38,7 @@ export function createMcpServerFactory(deps: { memories: MemoryService; metrics:
 
   async function call(name: string, args: Record<string, unknown>, caller: McpCaller): Promise<CallToolResult> {
     const entry = tools.get(name)
-    // The protocol's answer to a tool that does not exist (not a tool error: there is no tool to have failed).
-    if (!entry) throw new ProtocolError(ProtocolErrorCode.InvalidParams, `unknown tool "${name}"; Sage's tools are ${[...tools.keys()].join(', ')}`)
+    if (!entry) throw unknownTool(name)
     const started = performance.now()
     let outcome: McpToolOutcome = 'ok'
     try {

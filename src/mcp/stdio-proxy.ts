@@ -1,6 +1,6 @@
-import { ProtocolError, ProtocolErrorCode, Server } from '@modelcontextprotocol/server'
+import { Server } from '@modelcontextprotocol/server'
 import { serveStdio } from '@modelcontextprotocol/server/stdio'
-import { MCP_SERVER_INFO, toolError } from './mcp-server.js'
+import { MCP_SERVER_INFO, toolError, unknownTool } from './mcp-server.js'
 import { MCP_INSTRUCTIONS, mcpToolList } from './mcp-tools.js'
 import { SageUnreachableError, type SageConnection } from './sage-connection.js'
 
@@ -18,7 +18,7 @@ export function serveStdioProxy(sage: SageConnection) {
     server.setRequestHandler('tools/call', async (request) => {
       const { name, arguments: args = {} } = request.params
       const tool = tools.find((listed) => listed.name === name)
-      if (!tool) throw new ProtocolError(ProtocolErrorCode.InvalidParams, `unknown tool "${name}"; Sage's tools are ${tools.map((t) => t.name).join(', ')}`)
+      if (!tool) throw unknownTool(name)
       try {
         return server.projectCallToolResult(await sage.callTool(name, args), tool.outputSchema)
       } catch (error) {

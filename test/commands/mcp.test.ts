@@ -5,10 +5,10 @@ import { execFile } from 'node:child_process'
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { after, before, describe, test, type TestContext } from 'node:test'
+import { before, describe, test, type TestContext } from 'node:test'
 import { promisify } from 'node:util'
-import type { FastifyInstance } from 'fastify'
 import { buildTestApp, memoryCount, REPO_ROOT, backends, type TestStore } from '../helper.js'
+import { listen, useListeningApp } from '../support/listening-app.js'
 import { callTool, ERAS, textOf, type Era } from '../support/mcp-client.js'
 import { freePort } from '../support/sage-process.js'
 
@@ -37,18 +37,12 @@ async function cli(args: string[], cwd: string, env: Record<string, string>) {
 }
 
 describe('sage-memory mcp: the stdio server in front of a running Sage', () => {
+  const suite = useListeningApp(backends()[0]!, { SAGE_API_KEYS: KEYS })
   let store: TestStore
-  let app: FastifyInstance
   let sageUrl: string
-  before(async () => {
-    store = await backends()[0]!.create()
-    app = await buildTestApp(store.db, { SAGE_API_KEYS: KEYS })
-    await app.listen({ host: '127.0.0.1', port: 0 })
-    sageUrl = `http://127.0.0.1:${(app.server.address() as { port: number }).port}`
-  })
-  after(async () => {
-    await app?.close()
-    await store?.drop()
+  before(() => {
+    store = suite.store
+    sageUrl = suite.url
   })
 
   for (const era of ERAS) {
@@ -117,8 +111,7 @@ describe('sage-memory mcp install|uninstall', () => {
     t.after(() => store.drop())
     const app = await buildTestApp(store.db)
     t.after(() => app.close())
-    await app.listen({ host: '127.0.0.1', port: 0 })
-    const sageUrl = `http://127.0.0.1:${(app.server.address() as { port: number }).port}`
+    const sageUrl = await listen(app)
     const { project, home } = await sandbox(t)
     const env = { HOME: home, SAGE_URL: sageUrl }
     const agents = ['claude-code', 'cursor', 'codex', 'vscode', 'windsurf', 'gemini']

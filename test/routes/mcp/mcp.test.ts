@@ -1,11 +1,11 @@
 import { ProtocolError, SdkHttpError } from '@modelcontextprotocol/client'
 import assert from 'node:assert/strict'
 import { request as httpRequest } from 'node:http'
-import { after, before, beforeEach, describe, test } from 'node:test'
-import type { FastifyInstance } from 'fastify'
+import { before, beforeEach, describe, test } from 'node:test'
 import { createPgDatabase } from '../../../src/db/pg-database.js'
 import { migrate } from '../../../src/db/migrate.js'
-import { backends, buildTestApp, memoryCount, type TestStore } from '../../helper.js'
+import { backends, buildTestApp, memoryCount } from '../../helper.js'
+import { listen, useListeningApp } from '../../support/listening-app.js'
 import { callTool, ERAS, mcpClient, textOf } from '../../support/mcp-client.js'
 import { createPostgresCluster, postgresClusterAvailable } from '../../support/postgres-cluster.js'
 
@@ -48,20 +48,12 @@ const JSON_RPC = { 'content-type': 'application/json', accept: 'application/json
 
 for (const backend of backends()) {
   describe(`MCP over Streamable HTTP on ${backend.name}`, () => {
-    let store: TestStore
-    let app: FastifyInstance
+    const suite = useListeningApp(backend, { SAGE_API_KEYS: KEYS })
     let url: string
-    before(async () => {
-      store = await backend.create()
-      app = await buildTestApp(store.db, { SAGE_API_KEYS: KEYS })
-      await app.listen({ host: '127.0.0.1', port: 0 })
-      url = `http://127.0.0.1:${(app.server.address() as { port: number }).port}/mcp`
+    before(() => {
+      url = `${suite.url}/mcp`
     })
-    after(async () => {
-      await app?.close()
-      await store?.drop()
-    })
-    beforeEach(() => store.reset())
+    beforeEach(() => suite.store.reset())
 
     for (const era of ERAS) {
       test(`${era} era: the six tools are listed with their REST schemas, output schemas and when to use them`, async (t) => {
@@ -128,8 +120,8 @@ for (const backend of backends()) {
         assert.deepEqual(forgotten.structuredContent, { deleted: 1, namespace: 'default', id })
         const session = await callTool(client, 'forget', { session_id: 's2' })
         assert.deepEqual(session.structuredContent, { deleted: 2, namespace: 'default', session_id: 's2' })
-        assert.equal(await memoryCount(store.db), 0)
-        const audit = await store.db.query<{ key_name: string; deleted_count: number }>('SELECT key_name, deleted_count FROM delete_audit ORDER BY id DESC LIMIT 2')
+        assert.equal(await memoryCount(suite.store.db), 0)
+        const audit = await suite.store.db.query<{ key_name: string; deleted_count: number }>('SELECT key_name, deleted_count FROM delete_audit ORDER BY id DESC LIMIT 2')
         assert.deepEqual(audit.rows.map((row) => [row.key_name, row.deleted_count]), [['root', 2], ['root', 1]])
       })
     }
@@ -149,7 +141,7 @@ for (const backend of backends()) {
       const refused = await callTool(alice, 'remember', { content: 'f' })
       assert.equal(refused.isError, true)
       assert.equal(textOf(refused), 'namespace "default" is outside this key\'s scope')
-      const rows = await store.db.query<{ namespace: string; content: string }>('SELECT namespace, content FROM memories ORDER BY content')
+      const rows = await suite.store.db.query<{ namespace: string; content: string }>('SELECT namespace, content FROM memories ORDER BY content')
       assert.deepEqual(rows.rows.map((row) => `${row.namespace}:${row.content}`), ['default:a', 'ops:b', 'team-a/web:c', 'ops:d', 'billing:e'])
     })
 
@@ -176,11 +168,11 @@ for (const backend of backends()) {
       assert.equal((await callTool(bob, 'forget', { id: aliceId })).isError, true)
       const noDelete = await callTool(alice, 'forget', { id: aliceId })
       assert.match(textOf(noDelete), /may not delete/)
-      assert.equal(await memoryCount(store.db), 2)
+      assert.equal(await memoryCount(suite.store.db), 2)
 
       assert.equal((await callTool(alice, 'recall', { query: 'deploys' })).structuredContent!.results[0].id, aliceId)
       assert.deepEqual((await callTool(bob, 'forget', { id: bobId })).structuredContent, { deleted: 1, namespace: 'billing', id: bobId })
-      assert.equal(await memoryCount(store.db), 1)
+      assert.equal(await memoryCount(suite.store.db), 1)
     })
 
     test('bad arguments are tool errors that name the field, and change nothing', async (t) => {
@@ -209,7 +201,7 @@ for (const backend of backends()) {
         assert.match(textOf(result), reason)
         assert.equal(result.structuredContent, undefined)
       }
-      assert.equal(await memoryCount(store.db), 0)
+      assert.equal(await memoryCount(suite.store.db), 0)
     })
 
     test('an unknown tool is the protocol\'s invalid-params error, naming the tools there are', async (t) => {
@@ -235,7 +227,7 @@ for (const backend of backends()) {
       assert.equal(bodyLimit.status, 413)
       assert.match(JSON.parse(bodyLimit.body).message, /larger than the limit of 1048576 bytes \(BODY_LIMIT_BYTES\)/)
       assert.equal((await callTool(client, 'remember', { content: 'still here' })).structuredContent!.created, true)
-      assert.equal(await memoryCount(store.db), 1)
+      assert.equal(await memoryCount(suite.store.db), 1)
     })
 
     test('without a valid key every request is a 401, before anything is read', async () => {
@@ -286,7 +278,7 @@ for (const backend of backends()) {
       await callTool(client, 'remember', { content: '' })
       await callTool(client, 'recall', { query: 'x', namespace: 'elsewhere' })
       await callTool(client, 'get_memory', { id: '6f1c2d3e-4b5a-4c6d-8e7f-9a0b1c2d3e4f' })
-      const metrics = (await app.inject({ method: 'GET', url: '/metrics' })).body
+      const metrics = (await suite.app.inject({ method: 'GET', url: '/metrics' })).body
       assert.match(metrics, /sage_mcp_tool_call_duration_seconds_count\{tool="remember",outcome="ok"\} [1-9]/)
       assert.match(metrics, /sage_mcp_tool_call_duration_seconds_count\{tool="remember",outcome="invalid"\} [1-9]/)
       assert.match(metrics, /sage_mcp_tool_call_duration_seconds_count\{tool="recall",outcome="forbidden"\} [1-9]/)
@@ -299,18 +291,10 @@ for (const backend of backends()) {
 }
 
 describe('MCP on an open Sage (no keys, loopback)', () => {
-  let store: TestStore
-  let app: FastifyInstance
+  const suite = useListeningApp(backends()[0]!, { MCP_ALLOWED_HOSTS: 'sage.internal', MCP_ALLOWED_ORIGINS: 'app.example' })
   let url: string
-  before(async () => {
-    store = await backends()[0]!.create()
-    app = await buildTestApp(store.db, { MCP_ALLOWED_HOSTS: 'sage.internal', MCP_ALLOWED_ORIGINS: 'app.example' })
-    await app.listen({ host: '127.0.0.1', port: 0 })
-    url = `http://127.0.0.1:${(app.server.address() as { port: number }).port}/mcp`
-  })
-  after(async () => {
-    await app?.close()
-    await store?.drop()
+  before(() => {
+    url = `${suite.url}/mcp`
   })
 
   test('needs no key, may delete, and uses "default"', async (t) => {
@@ -329,19 +313,11 @@ describe('MCP on an open Sage (no keys, loopback)', () => {
 })
 
 describe('MCP with the embedder down', () => {
-  let store: TestStore
-  let app: FastifyInstance
+  const down = { id: 'down/384', dimension: 384, embed: async () => Promise.reject(new Error('connection refused')) }
+  const suite = useListeningApp(backends()[0]!, {}, { embedder: down })
   let url: string
-  before(async () => {
-    store = await backends()[0]!.create()
-    const down = { id: 'down/384', dimension: 384, embed: async () => Promise.reject(new Error('connection refused')) }
-    app = await buildTestApp(store.db, {}, { embedder: down })
-    await app.listen({ host: '127.0.0.1', port: 0 })
-    url = `http://127.0.0.1:${(app.server.address() as { port: number }).port}/mcp`
-  })
-  after(async () => {
-    await app?.close()
-    await store?.drop()
+  before(() => {
+    url = `${suite.url}/mcp`
   })
 
   test('a vector recall is a tool error that says when to retry; a save still succeeds and hybrid falls back to text', async (t) => {
@@ -350,7 +326,7 @@ describe('MCP with the embedder down', () => {
     const vector = await callTool(client, 'recall', { query: 'saved', mode: 'vector' })
     assert.deepEqual([vector.isError, textOf(vector)], [true, 'the embedder is unavailable; recall with mode "text" or "hybrid" meanwhile (retry in 10 s)'])
     assert.equal((await callTool(client, 'recall', { query: 'saved vector' })).structuredContent!.results.length, 1)
-    assert.match((await app.inject({ method: 'GET', url: '/metrics' })).body, /sage_mcp_tool_call_duration_seconds_count\{tool="recall",outcome="unavailable"\} 1/)
+    assert.match((await suite.app.inject({ method: 'GET', url: '/metrics' })).body, /sage_mcp_tool_call_duration_seconds_count\{tool="recall",outcome="unavailable"\} 1/)
   })
 })
 
@@ -366,8 +342,7 @@ describe('MCP while Postgres is down', () => {
       await app.close()
       await db.close()
     })
-    await app.listen({ host: '127.0.0.1', port: 0 })
-    const client = await mcpClient(t, `http://127.0.0.1:${(app.server.address() as { port: number }).port}/mcp`)
+    const client = await mcpClient(t, `${await listen(app)}/mcp`)
     const id = (await callTool(client, 'remember', { content: 'written before the outage' })).structuredContent!.id as string
 
     await cluster.stop()
