@@ -216,8 +216,8 @@ function tomlKeyParts(key: string): string[] {
 const TABLE_HEADER = /^\s*\[\[?([^[\]]+)\]\]?\s*(?:#.*)?$/
 
 /**
- * The text without the tables of `path` (a table and its sub-tables, wherever they are), and without the blank
- * lines before each. Whether that removed exactly them is for the caller to check, by parsing.
+ * The text without the tables of `path` (a table and its sub-tables, wherever they are, each with the lines up
+ * to the next table). Whether that removed exactly them is for the caller to check, by parsing.
  */
 function withoutTomlTables(text: string, path: readonly string[]): string {
   const kept: string[] = []
@@ -227,7 +227,6 @@ function withoutTomlTables(text: string, path: readonly string[]): string {
     if (header) {
       const parts = tomlKeyParts(header[1]!)
       inside = path.every((key, i) => parts[i] === key)
-      if (inside) while (kept.length > 0 && kept[kept.length - 1]!.trim() === '') kept.pop()
     }
     if (!inside) kept.push(line)
   }

@@ -198,6 +198,11 @@ test('Codex: CODEX_HOME moves the file; a stdio entry and its env table are writ
 
   assert.throws(() => agent.entry({ ...stdio, apiKeyEnv: 'SAGE_API_KEY' }), /cannot pass a key to a stdio server by reference/)
 
+  // Sage's table where a user moved it, between two others: it goes, and the two stay a blank line apart.
+  await writeFile(path, 'model = "o3"\n\n[mcp_servers.sage]\nurl = "http://127.0.0.1:8765/mcp"\n\n[profiles.fast]\nmodel = "o4-mini"\n')
+  await uninstallMcp(agent, 'user', where)
+  assert.equal(await readFile(path, 'utf8'), 'model = "o3"\n\n[profiles.fast]\nmodel = "o4-mini"\n')
+
   for (const form of ['mcp_servers.sage.url = "http://127.0.0.1:8765/mcp"\n', 'mcp_servers = { sage = { url = "http://127.0.0.1:8765/mcp" } }\n']) {
     await writeFile(path, form)
     await assert.rejects(installMcp(agent, 'user', where, KEYED), /in a form Sage cannot edit safely[\s\S]*\[mcp_servers\.sage\]\nurl = "http:\/\/127\.0\.0\.1:8765\/mcp"\nbearer_token_env_var = "SAGE_API_KEY"/)
