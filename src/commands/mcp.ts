@@ -89,7 +89,9 @@ export const mcp: Command = {
         console.error(`  (${mcpSettingsPath(agent, scope, places)})`)
       }
     }
-    console.log(`  ${stdio ? `starts \`sage-memory mcp\`, which forwards to ${url}` : `connects to ${url}`}${apiKeyEnv ? ` with the key in ${agents.some((a) => a.input) ? `${apiKeyEnv} (VS Code asks for it once)` : apiKeyEnv}` : ''}`)
+    const reaches = stdio ? `starts \`sage-memory mcp\`, which forwards to ${url}` : `connects to ${url}`
+    console.log(`  ${reaches}${apiKeyEnv ? ` with the key in ${apiKeyEnv}` : ''}`)
+    if (apiKeyEnv !== undefined && agents.some((agent) => agent.input)) console.log('  VS Code asks for the key once, when it first starts the server, and keeps it')
     if (apiKeyEnv !== undefined && !process.env[apiKeyEnv]) console.log(`  note: ${apiKeyEnv} is not set in this shell; the agent must see it in its environment`)
     if (!values['no-check']) await checkSage(url, apiKeyEnv === undefined ? undefined : process.env[apiKeyEnv])
     return failed ? 1 : 0
