@@ -3,20 +3,44 @@ import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import { MCP_AGENTS, mcpAgent } from '../mcp/mcp-agents.js'
 import { installMcp, mcpSettingsPath, uninstallMcp } from '../mcp/mcp-install.js'
-import { createSageConnection, DEFAULT_SAGE_URL, sageMcpUrl, SageUnreachableError } from '../mcp/sage-connection.js'
+import { createSageConnection, SageUnreachableError } from '../mcp/sage-connection.js'
 import { serveStdioProxy } from '../mcp/stdio-proxy.js'
 import { PACKAGE_ROOT } from '../package-root.js'
 import type { Command } from './command.js'
+import { DEFAULT_SAGE_URL, settingsBackups } from './hooks.js'
 
 const AGENTS = MCP_AGENTS.map((agent) => agent.id).join(', ')
 const USAGE = `[--namespace N]   MCP on stdin/stdout, forwarded to the Sage at $SAGE_URL (${DEFAULT_SAGE_URL}) with $SAGE_API_KEY
 install <agent>... [--project|--user|--local] [--url URL] [--key-env NAME] [--namespace N] [--stdio] [--no-check]
 uninstall <agent>... [--project|--user|--local]
   agents: ${AGENTS} (where each keeps its servers, and its scopes: docs/mcp.md)
-  --url defaults to $SAGE_URL, else ${DEFAULT_SAGE_URL}; --key-env to SAGE_API_KEY when that is set here`
+  --url defaults to $SAGE_URL, else ${DEFAULT_SAGE_URL}; --key-env to SAGE_API_KEY when that is set here
+  install checks that Sage answers at the URL (and takes the key) unless --no-check`
 
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/
+const NAMESPACE = /^[A-Za-z0-9._:/@-]{1,128}$/
 const CLI = join(PACKAGE_ROOT, 'dist', 'src', 'cli.js')
+
+/** Sage's MCP endpoint under its base URL (a path prefix is kept), with `?namespace=` when one is given. */
+export function sageMcpUrl(baseUrl: string, namespace?: string): URL {
+  let url: URL | undefined
+  try {
+    url = new URL(baseUrl)
+  } catch {
+    url = undefined
+  }
+  if (url === undefined || (url.protocol !== 'http:' && url.protocol !== 'https:')) {
+    throw new Error(`--url (or SAGE_URL) must be an http(s) URL such as ${DEFAULT_SAGE_URL}, got "${baseUrl}"`)
+  }
+  url.pathname = `${url.pathname.replace(/\/+$/, '')}/mcp`
+  url.search = ''
+  url.hash = ''
+  if (namespace !== undefined) {
+    if (!NAMESPACE.test(namespace)) throw new Error(`--namespace must be 1-128 characters of [A-Za-z0-9._:/@-], got "${namespace}"`)
+    url.searchParams.set('namespace', namespace)
+  }
+  return url
+}
 
 /** `sage-memory mcp`: the stdio server, and Sage's entry in agents' MCP settings, added or removed. */
 export const mcp: Command = {
@@ -43,7 +67,7 @@ export const mcp: Command = {
       console.log(`Usage: sage-memory mcp ${USAGE.replace(/\n(?! )/g, '\n       sage-memory mcp ')}`)
       return 0
     }
-    const baseUrl = values.url ?? process.env.SAGE_URL ?? DEFAULT_SAGE_URL
+    const baseUrl = values.url ?? (process.env.SAGE_URL || DEFAULT_SAGE_URL)
     const url = sageMcpUrl(baseUrl, values.namespace)
     if (action === undefined) {
       serveStdioProxy(createSageConnection({ url, apiKey: process.env.SAGE_API_KEY || undefined }))
@@ -55,14 +79,17 @@ export const mcp: Command = {
     const scopes = (['project', 'user', 'local'] as const).filter((scope) => values[scope])
     if (scopes.length > 1) throw new Error('choose one of --project, --user and --local')
     const places = { cwd: process.cwd(), home: homedir(), env: process.env }
+    const backups = settingsBackups()
+    // A scope an agent does not have is refused before anything is written for any of them.
+    for (const agent of agents) mcpSettingsPath(agent, scopes[0] ?? agent.defaultScope, places)
 
     let failed = false
     if (action === 'uninstall') {
       for (const agent of agents) {
         try {
-          const result = await uninstallMcp(agent, scopes[0] ?? agent.defaultScope, places)
+          const result = await uninstallMcp(agent, scopes[0] ?? agent.defaultScope, places, backups)
           if (!result.changed) console.log(`${agent.name}: no Sage MCP server in ${result.path}; nothing changed.`)
-          else console.log(`${agent.name}: Sage's MCP server removed from ${result.path}${result.removedFile ? ' (it held nothing else, so the file is gone)' : ''}`)
+          else console.log(`${agent.name}: Sage's MCP server removed from ${result.path}${result.removedFile ? ' (mcp install created it and it held nothing else: deleted)' : ''}`)
           if (result.backupPath) console.log(`  backup of the previous file: ${result.backupPath}`)
         } catch (error) {
           failed = true
@@ -75,38 +102,44 @@ export const mcp: Command = {
     const apiKeyEnv = values['key-env'] ?? (process.env.SAGE_API_KEY ? 'SAGE_API_KEY' : undefined)
     if (apiKeyEnv !== undefined && !ENV_NAME.test(apiKeyEnv)) throw new Error(`--key-env takes an environment variable name like SAGE_API_KEY, got "${apiKeyEnv}"`)
     const stdio = values.stdio ? { command: process.execPath, args: [CLI, 'mcp', ...(values.namespace === undefined ? [] : ['--namespace', values.namespace])], sageUrl: baseUrl } : undefined
+    const notes = values['no-check'] ? [] : await checkSage(url, apiKeyEnv)
     for (const agent of agents) {
-      const scope = scopes[0] ?? agent.defaultScope
       try {
-        const result = await installMcp(agent, scope, places, { url: url.toString(), apiKeyEnv, stdio })
+        const result = await installMcp(agent, scopes[0] ?? agent.defaultScope, places, { url: url.toString(), apiKeyEnv, stdio }, backups)
         if (!result.changed) console.log(`${agent.name}: Sage's MCP server is already in ${result.path}; nothing changed.`)
         else console.log(`${agent.name}: Sage's MCP server written to ${result.path}`)
         if (result.backupPath) console.log(`  backup of the previous file: ${result.backupPath}`)
       } catch (error) {
         failed = true
         console.error(`${agent.name}: ${(error as Error).message}`)
-        if (!agent.files[scope]) continue
-        console.error(`  (${mcpSettingsPath(agent, scope, places)})`)
       }
     }
     const reaches = stdio ? `starts \`sage-memory mcp\`, which forwards to ${url}` : `connects to ${url}`
     console.log(`  ${reaches}${apiKeyEnv ? ` with the key in ${apiKeyEnv}` : ''}`)
     if (apiKeyEnv !== undefined && agents.some((agent) => agent.input)) console.log('  VS Code asks for the key once, when it first starts the server, and keeps it')
-    if (apiKeyEnv !== undefined && !process.env[apiKeyEnv]) console.log(`  note: ${apiKeyEnv} is not set in this shell; the agent must see it in its environment`)
-    if (!values['no-check']) await checkSage(url, apiKeyEnv === undefined ? undefined : process.env[apiKeyEnv])
+    for (const note of notes) console.log(`  note: ${note}`)
     return failed ? 1 : 0
   }
 }
 
-/** Says whether Sage answers, as an MCP server, at the URL just written, and what to do when it does not. */
-async function checkSage(url: URL, apiKey: string | undefined): Promise<void> {
-  const sage = createSageConnection({ url, apiKey: apiKey || undefined, timeoutMs: 5_000 })
+/**
+ * Asks Sage for its tools at the very URL the entries will hold, with the key when this shell has it, and
+ * refuses an install that would point nowhere (as hooks install does); answers notes worth printing.
+ */
+async function checkSage(url: URL, apiKeyEnv: string | undefined): Promise<string[]> {
+  const key = apiKeyEnv === undefined ? undefined : process.env[apiKeyEnv] || undefined
+  const sage = createSageConnection({ url, apiKey: key, timeoutMs: 5_000 })
   try {
     const tools = await sage.listTools()
-    console.log(`  Sage answers at ${url}: tools ${tools.map((tool) => tool.name).join(', ')}`)
+    return [`Sage answers at ${url}: tools ${tools.map((tool) => tool.name).join(', ')}`]
   } catch (error) {
     if (!(error instanceof SageUnreachableError)) throw error
-    console.log(`  warning: ${error.message}. The agent will not reach Sage until it does.`)
+    if (error.status === 401) {
+      if (apiKeyEnv !== undefined && key === undefined) return [`${apiKeyEnv} is not set in this shell, so the key was not checked; the agent must see it in its environment`]
+      if (apiKeyEnv === undefined) throw new Error(`Sage at ${url} requires an API key: pass --key-env with the name of the environment variable that holds yours (e.g. --key-env SAGE_API_KEY)`, { cause: error })
+      throw new Error(`Sage at ${url} does not accept the key in ${apiKeyEnv}; check its value, or the key's entry in SAGE_API_KEYS`, { cause: error })
+    }
+    throw new Error(`${error.message}; --no-check installs anyway`, { cause: error })
   } finally {
     await sage.close()
   }

@@ -1,15 +1,16 @@
 import { applyEdits, findNodeAtLocation, format, modify, parse as parseJsonc, parseTree, printParseErrorCode, type FormattingOptions, type ParseError } from 'jsonc-parser'
 import { isDeepStrictEqual } from 'node:util'
 import { parse as parseToml, stringify as stringifyToml } from 'smol-toml'
-import { readSettingsFile, removeSettingsFile, writeSettingsFile, type SettingsFile } from '../settings-file.js'
+import { deleteCreatedSettingsFile, readSettingsFile, writeSettingsFile, type BackupOptions, type SettingsFile } from '../settings-file.js'
 import { SAGE_SERVER_NAME, type AgentPlaces, type McpAgent, type McpEntryOptions, type McpScope } from './mcp-agents.js'
 
 /**
  * Adds Sage's MCP server to an agent's settings file and removes it again, to the standard of `hooks install`:
  * merged with what is there, every other byte of the file kept (comments included: JSON files are edited with
  * jsonc-parser, TOML files by replacing Sage's own table and checking the result parses to exactly the intended
- * data), a backup of the file before any change, nothing changed when Sage's entry is already as wanted, and
- * uninstall removing exactly what install added. A "sage" entry that Sage did not write is never touched.
+ * data), a backup of the file before any change (with `backups`, where hooks install keeps its own), nothing
+ * changed when Sage's entry is already as wanted, and uninstall removing exactly what install added, the file too
+ * when install created it and nothing else is in it. A "sage" entry that Sage did not write is never touched.
  */
 
 export interface McpInstallResult {
@@ -19,7 +20,7 @@ export interface McpInstallResult {
 }
 
 export interface McpUninstallResult extends McpInstallResult {
-  /** The file held nothing but Sage's entry, so it was removed (its backup stays). */
+  /** Install created the file and it held nothing else, so it is deleted. */
   removedFile?: boolean
 }
 
@@ -49,24 +50,27 @@ export function isSageEntry(entry: unknown): boolean {
   return typeof server.command === 'string' && args.includes('mcp') && [server.command, ...args].some((part) => typeof part === 'string' && /sage-memory|cli\.js$/.test(part))
 }
 
-export async function installMcp(agent: McpAgent, scope: McpScope, places: AgentPlaces, options: McpEntryOptions): Promise<McpInstallResult> {
+export async function installMcp(agent: McpAgent, scope: McpScope, places: AgentPlaces, options: McpEntryOptions, backups?: BackupOptions): Promise<McpInstallResult> {
   const entry = agent.entry(options)
   const file = await readSettingsFile(mcpSettingsPath(agent, scope, places))
   const path = agent.entryPath(scope, places)
   const text = agent.format === 'toml' ? installToml(file, path, entry) : installJson(file, path, entry, agent, options.apiKeyEnv !== undefined)
   if (text === file.text) return { path: file.path, changed: false }
-  return { path: file.path, changed: true, ...(await writeSettingsFile(file, text)) }
+  return { path: file.path, changed: true, ...(await writeSettingsFile(file, text, backups)) }
 }
 
-export async function uninstallMcp(agent: McpAgent, scope: McpScope, places: AgentPlaces): Promise<McpUninstallResult> {
+export async function uninstallMcp(agent: McpAgent, scope: McpScope, places: AgentPlaces, backups?: BackupOptions): Promise<McpUninstallResult> {
   const file = await readSettingsFile(mcpSettingsPath(agent, scope, places))
   if (!file.exists) return { path: file.path, changed: false }
   const path = agent.entryPath(scope, places)
-  const text = agent.format === 'toml' ? uninstallToml(file, path) : uninstallJson(file, path, agent)
+  const { text, empty } = agent.format === 'toml' ? uninstallToml(file, path) : uninstallJson(file, path, agent)
   if (text === file.text) return { path: file.path, changed: false }
-  if (text === undefined) return { path: file.path, changed: true, removedFile: true, ...(await removeSettingsFile(file)) }
-  return { path: file.path, changed: true, ...(await writeSettingsFile(file, text)) }
+  if (empty && (await deleteCreatedSettingsFile(file, backups))) return { path: file.path, changed: true, removedFile: true }
+  return { path: file.path, changed: true, ...(await writeSettingsFile(file, text, backups)) }
 }
+
+/** What is left once Sage's entry is out, and whether that is nothing at all. */
+type Remaining = { text: string; empty: boolean }
 
 const refuse = (file: SettingsFile, why: string) => new Error(`${file.path} ${why}; nothing was changed`)
 
@@ -174,18 +178,17 @@ function withoutArrayItem(text: string, path: string[], index: number): string {
   return text.slice(0, from) + text.slice(to)
 }
 
-/** The file's text without Sage's entry; undefined when nothing else is left in it. */
-function uninstallJson(file: SettingsFile, path: string[], agent: McpAgent): string | undefined {
+function uninstallJson(file: SettingsFile, path: string[], agent: McpAgent): Remaining {
   const root = readJson(file)
   const current = valueAt(root, path)
-  if (current === undefined) return file.text
+  if (current === undefined) return { text: file.text, empty: false }
   const refused = foreignEntry(file, current)
   if (refused) throw refused
   const containerPath = path.slice(0, -1)
   let text = setJson(file.text, emptiedContainer(root, path) ? containerPath : path, undefined)
   if (agent.input) text = placeInput(text, agent.input, false, file)
   const left = readJson({ ...file, text })
-  return Object.keys(left).length === 0 ? undefined : text
+  return { text, empty: Object.keys(left).length === 0 }
 }
 
 // TOML settings (Codex CLI).
@@ -261,10 +264,10 @@ function installToml(file: SettingsFile, path: string[], entry: JsonObject): str
   return text
 }
 
-function uninstallToml(file: SettingsFile, path: string[]): string | undefined {
+function uninstallToml(file: SettingsFile, path: string[]): Remaining {
   const data = readToml(file)
   const current = valueAt(data, path)
-  if (current === undefined) return file.text
+  if (current === undefined) return { text: file.text, empty: false }
   const refused = foreignEntry(file, current)
   if (refused) throw refused
   const rest = withoutTomlTables(file.text, path).trimEnd()
@@ -272,5 +275,5 @@ function uninstallToml(file: SettingsFile, path: string[]): string | undefined {
   if (!parsesTo(text, withoutEntry(data, path))) {
     throw refuse(file, `keeps its "${path.join('.')}" server in a form Sage cannot edit safely (dotted keys or an inline table): remove it by hand`)
   }
-  return text === '' ? undefined : text
+  return { text, empty: text === '' }
 }

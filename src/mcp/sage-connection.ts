@@ -4,6 +4,10 @@ import { PACKAGE_VERSION } from '../package-root.js'
 /** Why a running Sage could not be reached, in words that say what to do about it. */
 export class SageUnreachableError extends Error {
   override name = 'SageUnreachableError'
+  /** The HTTP status Sage refused the request with, when it answered at all. */
+  get status(): number | undefined {
+    return this.cause instanceof SdkHttpError ? this.cause.status : undefined
+  }
 }
 
 export interface SageConnection {
@@ -19,28 +23,6 @@ export interface SageConnectionOptions {
   apiKey?: string
   /** How long one request may take. */
   timeoutMs?: number
-}
-
-export const DEFAULT_SAGE_URL = 'http://127.0.0.1:8765'
-const NAMESPACE = /^[A-Za-z0-9._:/@-]{1,128}$/
-
-/** Sage's MCP endpoint under its base URL (a path prefix is kept), with `?namespace=` when one is given. */
-export function sageMcpUrl(baseUrl: string, namespace?: string): URL {
-  let url: URL
-  try {
-    url = new URL(baseUrl)
-  } catch {
-    throw new Error(`Sage's URL must be an http(s) URL such as ${DEFAULT_SAGE_URL}, got "${baseUrl}"`)
-  }
-  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new Error(`Sage's URL must be an http(s) URL such as ${DEFAULT_SAGE_URL}, got "${baseUrl}"`)
-  url.pathname = `${url.pathname.replace(/\/+$/, '')}/mcp`
-  url.search = ''
-  url.hash = ''
-  if (namespace !== undefined) {
-    if (!NAMESPACE.test(namespace)) throw new Error(`a namespace is 1-128 characters of [A-Za-z0-9._:/@-], got "${namespace}"`)
-    url.searchParams.set('namespace', namespace)
-  }
-  return url
 }
 
 const START_HINT = 'start it with `sage-memory serve` (or `npm start` in its folder), or point SAGE_URL at the Sage that runs'
@@ -72,7 +54,8 @@ export function createSageConnection(options: SageConnectionOptions): SageConnec
   const connect = () =>
     (connected ??= (async () => {
       const client = new Client({ name: 'sage-memory', version: PACKAGE_VERSION })
-      const transport = new StreamableHTTPClientTransport(url, apiKey ? { authProvider: { token: async () => apiKey } } : {})
+      // A plain header: Sage's keys are static, and an auth provider would turn a 401 into the SDK's OAuth error.
+      const transport = new StreamableHTTPClientTransport(url, apiKey ? { requestInit: { headers: { authorization: `Bearer ${apiKey}` } } } : {})
       await client.connect(transport, { timeout: timeoutMs })
       return client
     })())

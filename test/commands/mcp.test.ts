@@ -1,19 +1,16 @@
 import { Client, ProtocolError } from '@modelcontextprotocol/client'
 import { StdioClientTransport } from '@modelcontextprotocol/client/stdio'
 import assert from 'node:assert/strict'
-import { execFile } from 'node:child_process'
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
+import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { before, describe, test, type TestContext } from 'node:test'
-import { promisify } from 'node:util'
 import { buildTestApp, memoryCount, REPO_ROOT, backends, type TestStore } from '../helper.js'
 import { listen, useListeningApp } from '../support/listening-app.js'
 import { callTool, ERAS, textOf, type Era } from '../support/mcp-client.js'
-import { freePort } from '../support/sage-process.js'
+import { freePort, runSage } from '../support/sage-process.js'
 
 const CLI = join(REPO_ROOT, 'dist/src/cli.js')
-const run = promisify(execFile)
 const SECRETS = { alice: 'alice-secret-0123456789abcdef', bob: 'bob-secret-0123456789abcdef00' }
 const KEYS = `alice:${SECRETS.alice}=team-a/*;bob:${SECRETS.bob}=billing:delete`
 
@@ -26,15 +23,7 @@ async function stdioClient(t: TestContext, env: Record<string, string>, options:
   return client
 }
 
-async function cli(args: string[], cwd: string, env: Record<string, string>) {
-  try {
-    const { stdout, stderr } = await run(process.execPath, [CLI, ...args], { cwd, env: { PATH: process.env.PATH ?? '', ...env } })
-    return { code: 0, stdout, stderr }
-  } catch (error) {
-    const failed = error as { code: number; stdout: string; stderr: string }
-    return { code: failed.code, stdout: failed.stdout, stderr: failed.stderr }
-  }
-}
+const cli = (args: string[], cwd: string, env: Record<string, string>) => runSage(args, env, 60_000, cwd)
 
 describe('sage-memory mcp: the stdio server in front of a running Sage', () => {
   const suite = useListeningApp(backends()[0]!, { SAGE_API_KEYS: KEYS })
@@ -127,20 +116,48 @@ describe('sage-memory mcp install|uninstall', () => {
     assert.equal(second.code, 0)
     assert.equal(second.stdout.match(/already in .*; nothing changed/g)?.length, 6)
 
+    // Backups go where hooks install keeps its own, never into the project.
+    await writeFile(join(project, '.mcp.json'), JSON.stringify({ mcpServers: { other: { command: 'x' } } }))
+    assert.match((await cli(['mcp', 'install', 'claude-code'], project, env)).stdout, /backup of the previous file: .*\.local\/share\/sage-memory\/settings-backups\//)
+    assert.deepEqual((await readdir(project)).filter((name) => name.includes('.bak-')), [])
+
     const removed = await cli(['mcp', 'uninstall', ...agents], project, env)
     assert.equal(removed.code, 0, removed.stderr)
-    assert.equal(removed.stdout.match(/it held nothing else, so the file is gone/g)?.length, 6)
+    // Install created five of the six files, which go again; the project's .mcp.json was the user's.
+    assert.equal(removed.stdout.match(/mcp install created it and it held nothing else: deleted/g)?.length, 5)
+    assert.deepEqual(JSON.parse(await readFile(join(project, '.mcp.json'), 'utf8')), { mcpServers: { other: { command: 'x' } } })
+    await assert.rejects(stat(join(home, '.codex', 'config.toml')), { code: 'ENOENT' })
   })
 
-  test('install says clearly when nothing answers at the URL it writes, and when the key is not in this shell', async (t) => {
+  test('install refuses a URL where Sage does not answer, or a key it does not take, and writes nothing; --no-check installs anyway', async (t) => {
     const { project, home } = await sandbox(t)
     const port = await freePort()
-    const result = await cli(['mcp', 'install', 'claude-code', '--url', `http://127.0.0.1:${port}`, '--key-env', 'MY_SAGE_KEY', '--namespace', 'shop'], project, { HOME: home })
-    assert.equal(result.code, 0, result.stderr)
-    assert.match(result.stdout, new RegExp(`warning: nothing answers at http://127.0.0.1:${port}/mcp\\?namespace=shop \\(ECONNREFUSED\\)`))
-    assert.match(result.stdout, /note: MY_SAGE_KEY is not set in this shell/)
+    const nowhere = await cli(['mcp', 'install', 'claude-code', '--url', `http://127.0.0.1:${port}`, '--namespace', 'shop'], project, { HOME: home })
+    assert.equal(nowhere.code, 1)
+    assert.match(nowhere.stderr, new RegExp(`nothing answers at http://127.0.0.1:${port}/mcp\\?namespace=shop \\(ECONNREFUSED\\).*; --no-check installs anyway`))
+    await assert.rejects(stat(join(project, '.mcp.json')), { code: 'ENOENT' })
+
+    const anyway = await cli(['mcp', 'install', 'claude-code', '--url', `http://127.0.0.1:${port}`, '--key-env', 'MY_SAGE_KEY', '--namespace', 'shop', '--no-check'], project, { HOME: home })
+    assert.equal(anyway.code, 0, anyway.stderr)
     const written = JSON.parse(await readFile(join(project, '.mcp.json'), 'utf8'))
     assert.deepEqual(written.mcpServers.sage, { type: 'http', url: `http://127.0.0.1:${port}/mcp?namespace=shop`, headers: { Authorization: 'Bearer ${MY_SAGE_KEY}' } })
+
+    const store = await backends()[0]!.create()
+    t.after(() => store.drop())
+    const app = await buildTestApp(store.db, { SAGE_API_KEYS: KEYS })
+    t.after(() => app.close())
+    const env = { HOME: home, SAGE_URL: await listen(app) }
+    const keyless = await cli(['mcp', 'install', 'cursor'], project, env)
+    assert.match(keyless.stderr, /requires an API key: pass --key-env/)
+    const wrong = await cli(['mcp', 'install', 'cursor', '--key-env', 'MY_SAGE_KEY'], project, { ...env, MY_SAGE_KEY: 'not-the-key-0123456789' })
+    assert.match(wrong.stderr, /does not accept the key in MY_SAGE_KEY/)
+    await assert.rejects(stat(join(project, '.cursor', 'mcp.json')), { code: 'ENOENT' })
+    const unset = await cli(['mcp', 'install', 'cursor', '--key-env', 'MY_SAGE_KEY'], project, env)
+    assert.equal(unset.code, 0, unset.stderr)
+    assert.match(unset.stdout, /note: MY_SAGE_KEY is not set in this shell, so the key was not checked/)
+    const right = await cli(['mcp', 'install', 'gemini'], project, { ...env, SAGE_API_KEY: SECRETS.bob })
+    assert.equal(right.code, 0, right.stderr)
+    assert.match(right.stdout, /note: Sage answers at .*\/mcp: tools remember/)
   })
 
   test('install --stdio writes the command that starts `sage-memory mcp`, with SAGE_URL for it', async (t) => {

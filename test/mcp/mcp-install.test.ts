@@ -143,19 +143,28 @@ for (const agent of MCP_AGENTS) {
   })
 }
 
-test('a missing file is created whole, and removed again when Sage was all it held', async (t) => {
+test('a missing file is created whole, and removed again when Sage was all it held; one it did not create stays', async (t) => {
   const where = await places(t)
+  const backups = { dir: join(where.home, 'backups') }
   for (const agent of MCP_AGENTS) {
     const scope = agent.defaultScope
     const path = mcpSettingsPath(agent, scope, where)
-    const result = await installMcp(agent, scope, where, KEYED)
+    const result = await installMcp(agent, scope, where, KEYED, backups)
     assert.deepEqual(result, { path, changed: true })
     const data = parsed(agent.format, await readFile(path, 'utf8'))
     assert.deepEqual(data[agent.entryPath(scope, where)[0]!].sage, agent.entry(KEYED))
-    const removed = await uninstallMcp(agent, scope, where)
+    const removed = await uninstallMcp(agent, scope, where, backups)
     assert.equal(removed.removedFile, true, agent.id)
     await assert.rejects(stat(path), { code: 'ENOENT' })
   }
+  // Written by hand (or by an older install): emptied, not deleted.
+  const agent = mcpAgent('cursor')
+  const path = mcpSettingsPath(agent, 'project', where)
+  await writeExisting(path, JSON.stringify({ mcpServers: { sage: { url: URL_ } } }))
+  const removed = await uninstallMcp(agent, 'project', where, backups)
+  assert.equal(removed.removedFile, undefined)
+  assert.deepEqual(JSON.parse(await readFile(path, 'utf8')), {})
+  assert.ok(removed.backupPath?.startsWith(backups.dir))
 })
 
 test('Claude Code: user scope is the top-level mcpServers of ~/.claude.json, local scope the project\'s record in it', async (t) => {

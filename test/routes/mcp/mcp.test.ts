@@ -313,7 +313,7 @@ describe('MCP on an open Sage (no keys, loopback)', () => {
 })
 
 describe('MCP with the embedder down', () => {
-  const down = { id: 'down/384', dimension: 384, embed: async () => Promise.reject(new Error('connection refused')) }
+  const down = { id: 'down/384', dimension: 384, kind: 'lexical' as const, embed: async () => Promise.reject(new Error('connection refused')) }
   const suite = useListeningApp(backends()[0]!, {}, { embedder: down })
   let url: string
   before(() => {
