@@ -6,6 +6,7 @@ import { installMcp, mcpSettingsPath, uninstallMcp } from '../mcp/mcp-install.js
 import { createSageConnection, SageUnreachableError } from '../mcp/sage-connection.js'
 import { serveStdioProxy } from '../mcp/stdio-proxy.js'
 import { PACKAGE_ROOT } from '../package-root.js'
+import { sageUrl, SageUrlError } from '../sage-url.js'
 import type { Command } from './command.js'
 import { DEFAULT_SAGE_URL, settingsBackups } from './hooks.js'
 
@@ -18,28 +19,16 @@ uninstall <agent>... [--project|--user|--local]
   install checks that Sage answers at the URL (and takes the key) unless --no-check`
 
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/
-const NAMESPACE = /^[A-Za-z0-9._:/@-]{1,128}$/
 const CLI = join(PACKAGE_ROOT, 'dist', 'src', 'cli.js')
 
-/** Sage's MCP endpoint under its base URL (a path prefix is kept), with `?namespace=` when one is given. */
-export function sageMcpUrl(baseUrl: string, namespace?: string): URL {
-  let url: URL | undefined
+/** Sage's MCP endpoint under the base URL, with `?namespace=` when one is given; a bad one named by its flag. */
+function sageMcpUrl(baseUrl: string, namespace?: string): URL {
   try {
-    url = new URL(baseUrl)
-  } catch {
-    url = undefined
+    return sageUrl(baseUrl, '/mcp', namespace)
+  } catch (error) {
+    if (error instanceof SageUrlError) throw new Error(`${error.part === 'baseUrl' ? '--url (or SAGE_URL)' : '--namespace'} ${error.rule}`, { cause: error })
+    throw error
   }
-  if (url === undefined || (url.protocol !== 'http:' && url.protocol !== 'https:')) {
-    throw new Error(`--url (or SAGE_URL) must be an http(s) URL such as ${DEFAULT_SAGE_URL}, got "${baseUrl}"`)
-  }
-  url.pathname = `${url.pathname.replace(/\/+$/, '')}/mcp`
-  url.search = ''
-  url.hash = ''
-  if (namespace !== undefined) {
-    if (!NAMESPACE.test(namespace)) throw new Error(`--namespace must be 1-128 characters of [A-Za-z0-9._:/@-], got "${namespace}"`)
-    url.searchParams.set('namespace', namespace)
-  }
-  return url
 }
 
 /** `sage-memory mcp`: the stdio server, and Sage's entry in agents' MCP settings, added or removed. */

@@ -1,5 +1,6 @@
 import { join } from 'node:path'
 import { isDeepStrictEqual } from 'node:util'
+import { sageUrl, SageUrlError } from '../sage-url.js'
 import { deleteCreatedSettingsFile, readSettingsFile, writeSettingsFile, type BackupOptions, type SettingsFile as TextFile } from '../settings-file.js'
 
 export type { BackupOptions } from '../settings-file.js'
@@ -51,7 +52,6 @@ export class HookOptionError extends RangeError {
 
 const DEFAULT_TIMEOUT_SECONDS = 3
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/
-const NAMESPACE = /^[A-Za-z0-9._:/@-]{1,128}$/
 
 /**
  * The hooks Sage adds. With `apiKeyEnv`, every event uses a curl `command` hook, because a shell
@@ -198,23 +198,12 @@ type MatcherGroup = JsonObject & { hooks?: unknown }
 type SettingsFile = TextFile & { settings: JsonObject }
 
 function sageHookUrl(baseUrl: string, namespace: string | undefined): string {
-  let url: URL | undefined
   try {
-    url = new URL(baseUrl)
-  } catch {
-    url = undefined
+    return sageUrl(baseUrl, SAGE_HOOK_PATH, namespace).toString()
+  } catch (error) {
+    if (error instanceof SageUrlError) throw new HookOptionError(error.part, error.rule)
+    throw error
   }
-  if (url === undefined || (url.protocol !== 'http:' && url.protocol !== 'https:')) {
-    throw new HookOptionError('baseUrl', `must be an http(s) URL such as http://127.0.0.1:8765, got "${baseUrl}"`)
-  }
-  url.pathname = url.pathname.replace(/\/+$/, '') + SAGE_HOOK_PATH
-  url.search = ''
-  url.hash = ''
-  if (namespace !== undefined) {
-    if (!NAMESPACE.test(namespace)) throw new HookOptionError('namespace', `must be 1-128 characters of [A-Za-z0-9._:/@-], got "${namespace}"`)
-    url.search = `?namespace=${encodeURIComponent(namespace)}`
-  }
-  return url.toString()
 }
 
 /**
