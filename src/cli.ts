@@ -5,6 +5,7 @@ import { exportCommand } from './commands/export.js'
 import { hooks } from './commands/hooks.js'
 import { importCommand } from './commands/import.js'
 import { keys } from './commands/keys.js'
+import { mcp } from './commands/mcp.js'
 import { migrate } from './commands/migrate.js'
 import { models } from './commands/models.js'
 import { queue } from './commands/queue.js'
@@ -19,6 +20,7 @@ const COMMANDS: Record<string, Command> = {
   migrate,
   reembed,
   hooks,
+  mcp,
   import: importCommand,
   export: exportCommand,
   queue,

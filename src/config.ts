@@ -84,7 +84,11 @@ export const ConfigSchema = Type.Object({
 
   // Running the service day to day: its environment file, re-read on SIGHUP, and how it logs.
   SAGE_ENV_FILE: Type.Optional(Type.String({ minLength: 1, description: 'Environment file (KEY=value lines) read at start and re-read on SIGHUP; variables set in the process environment win over it' })),
-  LOG_FORMAT: Type.Enum(['auto', 'json', 'pretty'], { default: 'auto', description: 'auto: human-readable on a terminal, JSON lines otherwise' })
+  LOG_FORMAT: Type.Enum(['auto', 'json', 'pretty'], { default: 'auto', description: 'auto: human-readable on a terminal, JSON lines otherwise' }),
+
+  // MCP (issue: MCP).
+  MCP_ALLOWED_HOSTS: Type.Optional(Type.String({ description: 'Host names /mcp accepts in the Host header besides localhost, 127.0.0.1 and [::1], comma-separated (a proxy\'s name); on a non-loopback HOST, the only ones it accepts' })),
+  MCP_ALLOWED_ORIGINS: Type.Optional(Type.String({ description: 'Origin host names /mcp accepts from browsers besides localhost, 127.0.0.1 and [::1], comma-separated' }))
 })
 
 /**

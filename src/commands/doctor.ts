@@ -260,7 +260,7 @@ async function explainPrompt(url: string, key: string | undefined, cwd: string, 
       () => undefined
     )
     const scores = Object.entries(hit.scores ?? {}).map(([name, v]) => `${name} ${fixed(v)}`).join(', ')
-    const terms = Array.isArray(hit.matched_terms) ? `; matched ${(hit.matched_terms as unknown[]).join(', ')}` : ''
+    const terms = Array.isArray(hit.matched_terms) && hit.matched_terms.length > 0 ? `; matched ${(hit.matched_terms as unknown[]).join(', ')}` : ''
     console.log(`      ${hit.injected ? '+' : '-'} ${fixed(hit.score)} (${scores}${terms}) ${hit.rule}: ${memory ? `[${memory.role}] ${line(memory.content)}` : hit.id}`)
   }
   const context = (answer.hookSpecificOutput as { additionalContext?: string } | undefined)?.additionalContext

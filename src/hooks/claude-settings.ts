@@ -1,8 +1,9 @@
-import { randomBytes } from 'node:crypto'
-import { constants } from 'node:fs'
-import { copyFile, mkdir, readdir, readFile, realpath, rename, rm, stat, writeFile } from 'node:fs/promises'
-import { dirname, join } from 'node:path'
+import { join } from 'node:path'
 import { isDeepStrictEqual } from 'node:util'
+import { sageUrl, SageUrlError } from '../sage-url.js'
+import { deleteCreatedSettingsFile, readSettingsFile, writeSettingsFile, type BackupOptions, type SettingsFile as TextFile } from '../settings-file.js'
+
+export type { BackupOptions } from '../settings-file.js'
 
 /**
  * Installs Sage's hooks into a Claude Code settings file and removes them again.
@@ -39,9 +40,6 @@ export type SageHookOptions = {
   timeoutSeconds?: number
 }
 
-/** Where backups go: `dir` keeps the last BACKUPS_KEPT of each settings file, out of the project's tree. */
-export type BackupOptions = { dir: string }
-
 export type InstallResult = { changed: boolean; backupPath?: string; added: string[]; created: boolean }
 export type UninstallResult = { changed: boolean; backupPath?: string; removed: string[]; deletedFile: boolean }
 
@@ -52,13 +50,8 @@ export class HookOptionError extends RangeError {
   }
 }
 
-const BACKUPS_KEPT = 5
-/** The settings files `installHooks` created, so `uninstallHooks` removes one it leaves empty. */
-const CREATED_LIST = 'created-settings.json'
-
 const DEFAULT_TIMEOUT_SECONDS = 3
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/
-const NAMESPACE = /^[A-Za-z0-9._:/@-]{1,128}$/
 
 /**
  * The hooks Sage adds. With `apiKeyEnv`, every event uses a curl `command` hook, because a shell
@@ -135,7 +128,6 @@ export async function installHooks(settingsPath: string, opts: SageHookOptions, 
   settings.hooks = hooks
 
   const { changed, backupPath } = await writeIfChanged(file, settings, backups)
-  if (changed && !file.exists && backups) await rememberCreated(backups.dir, file.path, true)
   return { changed, ...(backupPath === undefined ? {} : { backupPath }), added: changed ? added : [], created: changed && !file.exists }
 }
 
@@ -158,25 +150,11 @@ export async function uninstallHooks(settingsPath: string, backups?: BackupOptio
   }
   if (Object.keys(hooks).length === 0 && removed.length > 0) delete settings.hooks
   // A file install created, holding nothing else now, goes the way it came.
-  if (removed.length > 0 && Object.keys(settings).length === 0 && backups && (await rememberCreated(backups.dir, file.path, false))) {
-    await rm(file.path)
+  if (removed.length > 0 && Object.keys(settings).length === 0 && (await deleteCreatedSettingsFile(file, backups))) {
     return { changed: true, removed, deletedFile: true }
   }
   const { changed, backupPath } = await writeIfChanged(file, settings, backups)
   return { changed, ...(backupPath === undefined ? {} : { backupPath }), removed, deletedFile: false }
-}
-
-/** Adds `path` to the list of created files, or takes it off (answering whether it was there). */
-async function rememberCreated(dir: string, path: string, created: boolean): Promise<boolean> {
-  const list = join(dir, CREATED_LIST)
-  const paths: string[] = await readFile(list, 'utf8').then((text) => JSON.parse(text) as string[], () => [])
-  const had = paths.includes(path)
-  const next = created ? [...new Set([...paths, path])] : paths.filter((p) => p !== path)
-  if (next.length !== paths.length || created !== had) {
-    await mkdir(dir, { recursive: true })
-    await writeFile(list, `${JSON.stringify(next, null, 2)}\n`)
-  }
-  return had
 }
 
 export type SettingsScope = 'project' | 'local' | 'user'
@@ -217,26 +195,15 @@ export async function readSageHooks(settingsPath: string): Promise<FoundSageHook
 
 type JsonObject = Record<string, unknown>
 type MatcherGroup = JsonObject & { hooks?: unknown }
-type SettingsFile = { path: string; exists: boolean; mode?: number; settings: JsonObject }
+type SettingsFile = TextFile & { settings: JsonObject }
 
 function sageHookUrl(baseUrl: string, namespace: string | undefined): string {
-  let url: URL | undefined
   try {
-    url = new URL(baseUrl)
-  } catch {
-    url = undefined
+    return sageUrl(baseUrl, SAGE_HOOK_PATH, namespace).toString()
+  } catch (error) {
+    if (error instanceof SageUrlError) throw new HookOptionError(error.part, error.rule)
+    throw error
   }
-  if (url === undefined || (url.protocol !== 'http:' && url.protocol !== 'https:')) {
-    throw new HookOptionError('baseUrl', `must be an http(s) URL such as http://127.0.0.1:8765, got "${baseUrl}"`)
-  }
-  url.pathname = url.pathname.replace(/\/+$/, '') + SAGE_HOOK_PATH
-  url.search = ''
-  url.hash = ''
-  if (namespace !== undefined) {
-    if (!NAMESPACE.test(namespace)) throw new HookOptionError('namespace', `must be 1-128 characters of [A-Za-z0-9._:/@-], got "${namespace}"`)
-    url.search = `?namespace=${encodeURIComponent(namespace)}`
-  }
-  return url.toString()
 }
 
 /**
@@ -301,29 +268,20 @@ function hooksOf(settings: JsonObject, path: string): Record<string, unknown[]> 
 }
 
 async function readSettings(settingsPath: string): Promise<SettingsFile> {
-  // Write through a symbolic link (dotfile managers) rather than replacing it with a plain file.
-  const path = await realpath(settingsPath).catch(() => settingsPath)
-  let text: string
-  try {
-    text = await readFile(path, 'utf8')
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return { path, exists: false, settings: {} }
-    throw error
-  }
-  const mode = (await stat(path)).mode & 0o777
-  if (text.trim() === '') return { path, exists: true, mode, settings: {} }
+  const file = await readSettingsFile(settingsPath)
+  if (file.text.trim() === '') return { ...file, settings: {} }
   let parsed: unknown
   try {
-    parsed = JSON.parse(text.replace(/^\uFEFF/, ''))
+    parsed = JSON.parse(file.text.replace(/^\uFEFF/, ''))
   } catch (error) {
-    throw new Error(`${path} is not valid JSON (${(error as Error).message}); fix it by hand, nothing was changed`, {
+    throw new Error(`${file.path} is not valid JSON (${(error as Error).message}); fix it by hand, nothing was changed`, {
       cause: error
     })
   }
   if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
-    throw new Error(`${path} does not hold a JSON object; fix it by hand, nothing was changed`)
+    throw new Error(`${file.path} does not hold a JSON object; fix it by hand, nothing was changed`)
   }
-  return { path, exists: true, mode, settings: parsed as JsonObject }
+  return { ...file, settings: parsed as JsonObject }
 }
 
 async function writeIfChanged(
@@ -332,43 +290,7 @@ async function writeIfChanged(
   backups?: BackupOptions
 ): Promise<{ changed: boolean; backupPath?: string }> {
   if (file.exists && isDeepStrictEqual(settings, file.settings)) return { changed: false }
-  await mkdir(dirname(file.path), { recursive: true })
-  const backupPath = file.exists ? await backUp(file.path, backups) : undefined
-  const temp = `${file.path}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`
-  try {
-    await writeFile(temp, `${JSON.stringify(settings, null, 2)}\n`, { mode: file.mode ?? 0o644, flag: 'wx' })
-    await rename(temp, file.path)
-  } catch (error) {
-    await rm(temp, { force: true })
-    throw error
-  }
-  return { changed: true, ...(backupPath === undefined ? {} : { backupPath }) }
-}
-
-/**
- * Copies the file to `<name>.bak-<UTC timestamp>`, never overwriting an earlier backup: next to it, or with
- * `backups`, in that folder under a name made of the file's path, keeping the last BACKUPS_KEPT of each file.
- */
-async function backUp(path: string, backups?: BackupOptions): Promise<string> {
-  const stamp = new Date().toISOString().replace(/[:.]/g, '-')
-  const base = backups ? join(backups.dir, path.replace(/^[\\/]+/, '').replace(/[\\/:]+/g, '_')) : path
-  if (backups) await mkdir(backups.dir, { recursive: true })
-  for (let attempt = 0; ; attempt++) {
-    const backupPath = `${base}.bak-${stamp}${attempt === 0 ? '' : `-${attempt}`}`
-    try {
-      await copyFile(path, backupPath, constants.COPYFILE_EXCL)
-      if (backups) await pruneBackups(backups.dir, `${base.slice(backups.dir.length + 1)}.bak-`)
-      return backupPath
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error
-    }
-  }
-}
-
-async function pruneBackups(dir: string, prefix: string): Promise<void> {
-  // The timestamps sort as text.
-  const mine = (await readdir(dir)).filter((name) => name.startsWith(prefix)).sort()
-  for (const name of mine.slice(0, -BACKUPS_KEPT)) await rm(join(dir, name), { force: true })
+  return { changed: true, ...(await writeSettingsFile(file, `${JSON.stringify(settings, null, 2)}\n`, backups)) }
 }
 
 function isSageHookEvent(event: string): event is SageHookEvent {

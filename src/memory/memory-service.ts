@@ -21,7 +21,7 @@ const MAX_QUERY_TERMS = 64
 const EMBEDDER_COOL_DOWN_MS = 10_000
 const SAFE_TERM = /^[\p{Ll}\p{Lo}\p{Nd}]+$/u
 
-export type SaveKind = 'single' | 'batch' | 'turn' | 'hook' | 'import' | 'queued'
+export type SaveKind = 'single' | 'batch' | 'turn' | 'hook' | 'import' | 'queued' | 'mcp'
 
 /** A memory validated, normalised and given its id, not yet embedded or written (what the save queue carries). */
 export type PreparedMemory = Omit<NewMemory, 'embedding' | 'embedder'>

@@ -16,7 +16,7 @@ export function createSageMetrics() {
     }),
     saves: new Counter({
       name: 'sage_saves_total',
-      help: 'Memories saved, by kind of call (single, batch, turn, hook, queued) and outcome (created, duplicate, rejected, failed)',
+      help: 'Memories saved, by kind of call (single, batch, turn, hook, queued, mcp) and outcome (created, duplicate, rejected, failed)',
       labelNames: ['kind', 'outcome'] as const,
       registers: [registry]
     }),
@@ -88,6 +88,13 @@ export function createSageMetrics() {
       name: 'sage_cache_misses_total',
       help: 'Cache misses by cache (embedding, recall)',
       labelNames: ['cache'] as const,
+      registers: [registry]
+    }),
+    mcpToolCalls: new Histogram({
+      name: 'sage_mcp_tool_call_duration_seconds',
+      help: 'MCP tool calls by tool and outcome (ok, invalid, forbidden, not_found, unavailable, error), with their duration; _count counts the calls',
+      labelNames: ['tool', 'outcome'] as const,
+      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
       registers: [registry]
     })
   }

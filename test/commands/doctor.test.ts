@@ -77,7 +77,7 @@ describe('sage-memory doctor against a live Sage', () => {
     assert.match(result.stdout, /^ok {4}project setting: on \(no \.sage\.json\)/m)
     assert.match(result.stdout, /^ok {4}this folder's namespace: billing$/m)
     assert.match(result.stdout, /--prompt in namespace billing: it would be injected/)
-    assert.match(result.stdout, /^ {6}\+ \d\.\d{3} \(vector \d\.\d{3}, text \d\.\d{3}\) score_and_terms: \[assistant\] The ledger export uses keyset pagination/m)
+    assert.match(result.stdout, /^ {6}\+ \d\.\d{3} \(vector \d\.\d{3}, text \d\.\d{3}; matched [a-z, ]+\) score_and_terms: \[assistant\] The ledger export uses keyset pagination/m)
     assert.match(result.stdout, /what the agent would read:\n {8}Sage recalled these/)
     assert.match(result.stdout, /\nSage works here\.\n$/)
     assert.equal(await memoryCount(store.db), before, 'the dry run saved nothing')

@@ -65,10 +65,13 @@ export async function startSage(env: Record<string, string>, timeoutMs = 30_000)
 
 const execFileAsync = promisify(execFile)
 
-/** Runs the built `sage-memory` with `args` and only `env` (and PATH) as its environment, to its exit or `timeoutMs`. */
-export async function runSage(args: string[], env: Record<string, string> = {}, timeoutMs = 60_000): Promise<{ code: number; stdout: string; stderr: string }> {
+/**
+ * Runs the built `sage-memory` with `args` and only `env` (and PATH) as its environment, to its exit or `timeoutMs`,
+ * in `cwd` (default this process's).
+ */
+export async function runSage(args: string[], env: Record<string, string> = {}, timeoutMs = 60_000, cwd?: string): Promise<{ code: number; stdout: string; stderr: string }> {
   try {
-    const { stdout, stderr } = await execFileAsync(process.execPath, [join(REPO_ROOT, 'dist/src/cli.js'), ...args], { env: { PATH: process.env.PATH ?? '', ...env }, timeout: timeoutMs })
+    const { stdout, stderr } = await execFileAsync(process.execPath, [join(REPO_ROOT, 'dist/src/cli.js'), ...args], { env: { PATH: process.env.PATH ?? '', ...env }, timeout: timeoutMs, cwd })
     return { code: 0, stdout, stderr }
   } catch (error) {
     const failed = error as { code: number; stdout: string; stderr: string }
