@@ -48,7 +48,6 @@ const claudeCode: FastifyPluginAsyncTypebox = async (fastify) => {
     },
     embedderKind: fastify.embedder.kind,
     registry: fastify.metrics.registry,
-    queue: fastify.hasDecorator('saveQueue') ? fastify.saveQueue : undefined,
     injections: fastify.injections,
     projectMode: createProjectMode()
   })

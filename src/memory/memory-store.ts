@@ -18,6 +18,8 @@ export interface NewMemory {
   created_at: Date
   /** Space-separated terms from the shared tokenizer. */
   search_terms: string
+  /** Their tsvector literal, when it was made ahead (with the terms, off the event loop for a long text). */
+  search_vector?: string
   embedding: number[] | null
   embedder: string | null
 }
@@ -176,7 +178,7 @@ export function createMemoryStore(db: Queryable) {
           textArrayParam(memories.map((m) => m.source_id)),
           textArrayParam(memories.map((m) => m.idempotency_key)),
           timestamptzArrayParam(memories.map((m) => m.created_at)),
-          textArrayParam(memories.map((m) => tsvectorLiteral(m.search_terms))),
+          textArrayParam(memories.map((m) => m.search_vector ?? tsvectorLiteral(m.search_terms))),
           vectorArrayParam(memories.map((m) => m.embedding), await vectorOid(tx)),
           textArrayParam(memories.map((m) => (m.embedding ? m.embedder : null)))
         ],
