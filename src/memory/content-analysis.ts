@@ -29,6 +29,8 @@ export interface AnalyzedContent {
   tsvector: string
   terms?: string[]
   vector?: number[]
+  /** How long computing `vector` took, for the embedding-duration metric. */
+  embedMs?: number
 }
 
 export function safeTerms(terms: readonly string[]): string[] {
@@ -61,7 +63,9 @@ export function analyzeContent(task: ContentTask): AnalyzedContent {
   if (task.lexicalDimension !== undefined) {
     let embedder = lexicalEmbedders.get(task.lexicalDimension)
     if (!embedder) lexicalEmbedders.set(task.lexicalDimension, (embedder = new LexicalEmbedder({ dimension: task.lexicalDimension })))
+    const started = performance.now()
     analyzed.vector = embedder.embedText(content, terms)
+    analyzed.embedMs = performance.now() - started
   }
   return analyzed
 }

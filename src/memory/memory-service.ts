@@ -257,6 +257,8 @@ export function createMemoryService(deps: MemoryServiceDeps) {
     let vectors: Array<number[] | undefined> | null
     if (lexicalDimension !== undefined) {
       vectors = analysed.map((analysis) => analysis.vector)
+      const embedMs = analysed.reduce((sum, analysis) => sum + (analysis.embedMs ?? 0), 0)
+      metrics.embeddingDuration.observe({ embedder: embedder.id, outcome: 'ok' }, embedMs / 1000)
       metrics.embeddedTexts.inc({ embedder: embedder.id }, prepared.length)
     } else {
       vectors = await embedWithinBudget(prepared.map((m) => m.content), analysed.map((analysis) => analysis.terms))

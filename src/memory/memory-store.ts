@@ -134,6 +134,26 @@ export function toMemory(row: MemoryRow): Memory {
   }
 }
 
+/**
+ * Content one INSERT statement carries at most (a memory longer than that goes alone): PGlite runs a statement on
+ * the event loop, and a statement of 10 MB of text held it for seconds; pieces let it turn in between.
+ */
+const INSERT_CHUNK_CHARS = 200_000
+
+function chunkByContent(memories: readonly NewMemory[]): NewMemory[][] {
+  const chunks: NewMemory[][] = [[]]
+  let chars = 0
+  for (const memory of memories) {
+    if (chars + memory.content.length > INSERT_CHUNK_CHARS && chunks.at(-1)!.length > 0) {
+      chunks.push([])
+      chars = 0
+    }
+    chunks.at(-1)!.push(memory)
+    chars += memory.content.length
+  }
+  return chunks
+}
+
 /** The memories table's reads and writes, parameterised, written once for Postgres and PGlite. */
 export function createMemoryStore(db: Queryable) {
   let knownVectorOid: number | undefined
@@ -143,6 +163,79 @@ export function createMemoryStore(db: Queryable) {
    */
   const vectorOid = async (via: Queryable = db): Promise<number> => (knownVectorOid ??= await vectorTypeOid((sql) => via.query(sql)))
 
+  /** One INSERT statement for memories whose content fits a chunk (see chunkByContent). */
+  async function insertChunk(memories: readonly NewMemory[], tx: Queryable): Promise<SaveResult[]> {
+    // One statement: the memory and its place in the vector backlog (see migrations/003) are written together.
+    const inserted = await tx.query<{ id: string }>(
+      `WITH inserted AS (
+       INSERT INTO memories (id, namespace, session_id, role, content, metadata, tags, source_id, idempotency_key,
+                             created_at, search_terms, embedding, embedder)
+       SELECT u.id, u.namespace, u.session_id, u.role, u.content, u.metadata::jsonb,
+              ARRAY(SELECT jsonb_array_elements_text(u.tags::jsonb)), u.source_id, u.idempotency_key,
+              u.created_at, u.terms::tsvector, u.embedding, u.embedder
+       FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],
+                   $9::text[], $10::timestamptz[], $11::text[], $12::vector[], $13::text[])
+            AS u(id, namespace, session_id, role, content, metadata, tags, source_id, idempotency_key,
+                 created_at, terms, embedding, embedder)
+       ON CONFLICT DO NOTHING
+       RETURNING id, embedding IS NOT NULL AS embedded),
+       listed AS (INSERT INTO vector_backlog (id) SELECT id FROM inserted WHERE embedded)
+       SELECT id FROM inserted`,
+      [
+        uuidArrayParam(memories.map((m) => m.id)),
+        textArrayParam(memories.map((m) => m.namespace)),
+        textArrayParam(memories.map((m) => m.session_id)),
+        textArrayParam(memories.map((m) => m.role)),
+        textArrayParam(memories.map((m) => m.content)),
+        textArrayParam(memories.map((m) => JSON.stringify(m.metadata))),
+        textArrayParam(memories.map((m) => JSON.stringify(m.tags))),
+        textArrayParam(memories.map((m) => m.source_id)),
+        textArrayParam(memories.map((m) => m.idempotency_key)),
+        timestamptzArrayParam(memories.map((m) => m.created_at)),
+        textArrayParam(memories.map((m) => m.search_vector ?? tsvectorLiteral(m.search_terms))),
+        vectorArrayParam(memories.map((m) => m.embedding), await vectorOid(tx)),
+        textArrayParam(memories.map((m) => (m.embedding ? m.embedder : null)))
+      ],
+      { prepare: true }
+    )
+    const created = new Set(inserted.rows.map((row) => row.id))
+    if (created.size === memories.length) return memories.map((m) => ({ id: m.id, created: true }))
+
+    // The rest collided with an earlier save (maybe earlier in this very batch), or are that save itself
+    // written again (a replayed queue entry keeps its ids): answer with the stored one's id.
+    const duplicates = memories.filter((m) => !created.has(m.id))
+    const existing = await tx.query<{ id: string; namespace: string; source_id: string | null; idempotency_key: string | null }>(
+      `SELECT id, namespace, source_id, idempotency_key FROM memories
+       WHERE (namespace, source_id) IN (SELECT * FROM unnest($1::text[], $2::text[]))
+          OR (namespace, idempotency_key) IN (SELECT * FROM unnest($3::text[], $4::text[]))
+          OR id = ANY($5::uuid[])`,
+      [
+        duplicates.filter((m) => m.source_id).map((m) => m.namespace),
+        duplicates.filter((m) => m.source_id).map((m) => m.source_id),
+        duplicates.filter((m) => m.idempotency_key).map((m) => m.namespace),
+        duplicates.filter((m) => m.idempotency_key).map((m) => m.idempotency_key),
+        duplicates.map((m) => m.id)
+      ]
+    )
+    const stored = new Set(existing.rows.map((row) => row.id))
+    const byKey = new Map<string, string>()
+    const bySource = new Map<string, string>()
+    for (const row of existing.rows) {
+      if (row.idempotency_key) byKey.set(`${row.namespace}\u0000${row.idempotency_key}`, row.id)
+      if (row.source_id) bySource.set(`${row.namespace}\u0000${row.source_id}`, row.id)
+    }
+    return memories.map((m) => {
+      if (created.has(m.id)) return { id: m.id, created: true }
+      const id =
+        (stored.has(m.id) && m.id) ||
+        (m.idempotency_key && byKey.get(`${m.namespace}\u0000${m.idempotency_key}`)) ||
+        (m.source_id && bySource.get(`${m.namespace}\u0000${m.source_id}`))
+      // Only a row deleted between our insert and this read gets here; the caller may retry.
+      if (!id) throw new Error(`memory ${m.id} collided with a row that no longer exists`)
+      return { id, created: false }
+    })
+}
+
   return {
     /**
      * Inserts the memories that are new and finds the first ids of those that are not (same source_id
@@ -151,77 +244,12 @@ export function createMemoryStore(db: Queryable) {
      */
     async insertMany(memories: readonly NewMemory[], tx: Queryable = db): Promise<SaveResult[]> {
       if (memories.length === 0) return []
-      // One statement: the memory and its place in the vector backlog (see migrations/003) are written together.
-      const inserted = await tx.query<{ id: string }>(
-        `WITH inserted AS (
-         INSERT INTO memories (id, namespace, session_id, role, content, metadata, tags, source_id, idempotency_key,
-                               created_at, search_terms, embedding, embedder)
-         SELECT u.id, u.namespace, u.session_id, u.role, u.content, u.metadata::jsonb,
-                ARRAY(SELECT jsonb_array_elements_text(u.tags::jsonb)), u.source_id, u.idempotency_key,
-                u.created_at, u.terms::tsvector, u.embedding, u.embedder
-         FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],
-                     $9::text[], $10::timestamptz[], $11::text[], $12::vector[], $13::text[])
-              AS u(id, namespace, session_id, role, content, metadata, tags, source_id, idempotency_key,
-                   created_at, terms, embedding, embedder)
-         ON CONFLICT DO NOTHING
-         RETURNING id, embedding IS NOT NULL AS embedded),
-         listed AS (INSERT INTO vector_backlog (id) SELECT id FROM inserted WHERE embedded)
-         SELECT id FROM inserted`,
-        [
-          uuidArrayParam(memories.map((m) => m.id)),
-          textArrayParam(memories.map((m) => m.namespace)),
-          textArrayParam(memories.map((m) => m.session_id)),
-          textArrayParam(memories.map((m) => m.role)),
-          textArrayParam(memories.map((m) => m.content)),
-          textArrayParam(memories.map((m) => JSON.stringify(m.metadata))),
-          textArrayParam(memories.map((m) => JSON.stringify(m.tags))),
-          textArrayParam(memories.map((m) => m.source_id)),
-          textArrayParam(memories.map((m) => m.idempotency_key)),
-          timestamptzArrayParam(memories.map((m) => m.created_at)),
-          textArrayParam(memories.map((m) => m.search_vector ?? tsvectorLiteral(m.search_terms))),
-          vectorArrayParam(memories.map((m) => m.embedding), await vectorOid(tx)),
-          textArrayParam(memories.map((m) => (m.embedding ? m.embedder : null)))
-        ],
-        { prepare: true }
-      )
-      const created = new Set(inserted.rows.map((row) => row.id))
-      if (created.size === memories.length) return memories.map((m) => ({ id: m.id, created: true }))
-
-      // The rest collided with an earlier save (maybe earlier in this very batch), or are that save itself
-      // written again (a replayed queue entry keeps its ids): answer with the stored one's id.
-      const duplicates = memories.filter((m) => !created.has(m.id))
-      const existing = await tx.query<{ id: string; namespace: string; source_id: string | null; idempotency_key: string | null }>(
-        `SELECT id, namespace, source_id, idempotency_key FROM memories
-         WHERE (namespace, source_id) IN (SELECT * FROM unnest($1::text[], $2::text[]))
-            OR (namespace, idempotency_key) IN (SELECT * FROM unnest($3::text[], $4::text[]))
-            OR id = ANY($5::uuid[])`,
-        [
-          duplicates.filter((m) => m.source_id).map((m) => m.namespace),
-          duplicates.filter((m) => m.source_id).map((m) => m.source_id),
-          duplicates.filter((m) => m.idempotency_key).map((m) => m.namespace),
-          duplicates.filter((m) => m.idempotency_key).map((m) => m.idempotency_key),
-          duplicates.map((m) => m.id)
-        ]
-      )
-      const stored = new Set(existing.rows.map((row) => row.id))
-      const byKey = new Map<string, string>()
-      const bySource = new Map<string, string>()
-      for (const row of existing.rows) {
-        if (row.idempotency_key) byKey.set(`${row.namespace}\u0000${row.idempotency_key}`, row.id)
-        if (row.source_id) bySource.set(`${row.namespace}\u0000${row.source_id}`, row.id)
-      }
-      return memories.map((m) => {
-        if (created.has(m.id)) return { id: m.id, created: true }
-        const id =
-          (stored.has(m.id) && m.id) ||
-          (m.idempotency_key && byKey.get(`${m.namespace}\u0000${m.idempotency_key}`)) ||
-          (m.source_id && bySource.get(`${m.namespace}\u0000${m.source_id}`))
-        // Only a row deleted between our insert and this read gets here; the caller may retry.
-        if (!id) throw new Error(`memory ${m.id} collided with a row that no longer exists`)
-        return { id, created: false }
-      })
+      const chunks = chunkByContent(memories)
+      if (chunks.length === 1) return insertChunk(memories, tx)
+      const results: SaveResult[] = []
+      for (const chunk of chunks) results.push(...(await insertChunk(chunk, tx)))
+      return results
     },
-
     async get(id: string): Promise<Memory | undefined> {
       const { rows } = await db.query<MemoryRow>(`SELECT ${MEMORY_COLUMNS} FROM memories WHERE id = $1`, [id])
       return rows[0] && toMemory(rows[0])

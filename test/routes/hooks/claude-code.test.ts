@@ -179,7 +179,10 @@ for (const backend of backends()) {
       const long = 'ledger '.repeat(20_000)
       await httpHook(hookUrl, { ...fixture('user-prompt-submit.json'), prompt_id: 'long-1', prompt: long })
       // A long prompt is analysed in a worker thread, which the first one starts: the save may outlast the answer.
-      const [saved] = await waitFor('the cut prompt saved', async () => ((await memories()).length > 0 ? await memories() : undefined))
+      const [saved] = await waitFor('the cut prompt saved', async () => {
+        const items = await memories()
+        return items.length > 0 ? items : undefined
+      }) as Array<Record<string, unknown>>
       const content = saved!.content as string
       assert.equal(content.length, 100_000)
       assert.ok(content.endsWith(truncationMarker(long.length)), content.slice(-100))

@@ -1,0 +1,88 @@
+import assert from 'node:assert/strict'
+import { randomBytes } from 'node:crypto'
+import { request } from 'node:http'
+import { describe, test } from 'node:test'
+import { backends } from '../helper.js'
+import { startProbe } from '../support/event-loop-probe.js'
+import { useListeningApp } from '../support/listening-app.js'
+
+const randomBase64 = (chars: number) => randomBytes(Math.ceil((chars * 3) / 4)).toString('base64').slice(0, chars)
+
+/** node:http, not fetch: fetch stops connecting after 10 s, and a stalled server (the failure under test) takes longer. */
+function post(url: string, body: string): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = request(url, { method: 'POST', headers: { 'content-type': 'application/json' } }, (res) => {
+      let text = ''
+      res.setEncoding('utf8').on('data', (chunk: string) => (text += chunk)).on('end', () => resolve({ status: res.statusCode ?? 0, body: text }))
+    })
+    req.on('error', reject)
+    req.end(body)
+  })
+}
+
+/** The service's own event-loop delay since the previous scrape (prom-client's histogram restarts at every scrape), in ms. */
+async function eventLoopDelay(url: string): Promise<{ p99: number; max: number }> {
+  const text = await (await fetch(`${url}/metrics`)).text()
+  const read = (name: string) => {
+    const value = new RegExp(`^${name} (\\S+)$`, 'm').exec(text)?.[1]
+    assert.ok(value !== undefined, `/metrics has no ${name}`)
+    return Number(value) * 1000
+  }
+  return { p99: read('nodejs_eventloop_lag_p99_seconds'), max: read('nodejs_eventloop_lag_max_seconds') }
+}
+
+const percentile = (values: readonly number[], p: number) => [...values].sort((a, b) => a - b)[Math.max(0, Math.ceil((p / 100) * values.length) - 1)]!
+
+for (const backend of backends()) {
+  describe(`large legal bodies and the event loop on ${backend.name}`, () => {
+    const suite = useListeningApp(backend, { RATE_LIMIT_MAX: 0 }, { backfill: false, vectorIndexer: false, termStatisticsFolder: false })
+
+    // PGlite runs each statement in the service's own thread: inserting 100 KB of random text there takes about a
+    // second of it (README, Reliability), which no worker pool can take off the event loop.
+    const skip = backend.name === 'pglite' && 'the embedded store writes on the event loop'
+    test('10 MB batches and hook bodies as large as allowed leave other requests waiting under 50 ms at p99', { skip, timeout: 600_000 }, async () => {
+      const { url } = suite
+      const batch = (n: number) => JSON.stringify({
+        items: Array.from({ length: 100 }, (_, i) => ({ namespace: 'event-loop', content: randomBase64(100_000), source_id: `batch-${n}-${i}` }))
+      })
+      const batches = [batch(0), batch(1)]
+      // A prompt as long as HOOK_BODY_LIMIT_BYTES takes, which is cut and saved; and one of 9 MB, past it.
+      const hook = (connection: number, chars: number) => JSON.stringify({
+        hook_event_name: 'UserPromptSubmit', session_id: `s-${connection}`, cwd: '/tmp/event-loop', prompt_id: `p-${connection}-${chars}`,
+        prompt: randomBase64(chars)
+      })
+      const hooks = [0, 1, 2, 3].map((connection) => [hook(connection, 2_000_000), hook(connection, 9_000_000)])
+
+      await eventLoopDelay(url)
+      const probe = startProbe(`${url}/health`, 10)
+      const [batchAnswers, hookAnswers] = await Promise.all([
+        (async () => {
+          const answers = []
+          for (const body of batches) answers.push(await post(`${url}/v1/memories/batch`, body))
+          return answers
+        })(),
+        Promise.all(hooks.map(async (bodies) => {
+          const answers = []
+          for (const body of bodies) answers.push(await post(`${url}/hooks/claude-code?namespace=event-loop`, body))
+          return answers
+        }))
+      ])
+      const delay = await eventLoopDelay(url)
+      const health = await probe.stop()
+
+      for (const answer of batchAnswers) assert.equal(answer.status, 201, answer.body.slice(0, 300))
+      for (const answer of hookAnswers.flat()) assert.equal(answer.status, 200, answer.body.slice(0, 300))
+      const p99 = percentile(health, 99)
+      const figures = `service event-loop delay p99 ${delay.p99.toFixed(1)} ms, max ${delay.max.toFixed(1)} ms; ` +
+        `/health every 10 ms: ${health.length} probes, p99 ${p99.toFixed(1)} ms`
+      // The service's own measure (it samples every 10 ms, so 10 ms is its floor) holds the 50 ms.
+      assert.ok(delay.p99 < 50, figures)
+      // Probes sent on a fixed schedule weigh a stall by its length; they share 2 loaded cores with everything else, hence the margin.
+      assert.ok(p99 < 250, figures)
+      const { rows } = await suite.store.db.query<{ n: number; cut: number }>(
+        "SELECT count(*)::int AS n, count(*) FILTER (WHERE metadata->>'truncated' = 'true')::int AS cut FROM memories WHERE namespace = 'event-loop'"
+      )
+      assert.equal(rows[0]!.n - rows[0]!.cut, 200, 'every batch item is saved')
+    })
+  })
+}
