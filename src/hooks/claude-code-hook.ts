@@ -342,7 +342,7 @@ export function createClaudeCodeHook(deps: ClaudeCodeHookDeps): ClaudeCodeHook {
         const event = payload.event
         const injection: HookDryRun['injection'] = note.namespace !== undefined && note.outcome !== undefined && (event === 'UserPromptSubmit' || event === 'SessionStart')
           ? {
-              namespace: note.namespace, session_id: payload.sessionId ?? null, event, prompt: event === 'UserPromptSubmit' ? (payload.text('prompt') ?? null) : null,
+              namespace: note.namespace, session_id: payload.sessionId ?? null, event, prompt: event === 'UserPromptSubmit' ? tracedPrompt(payload.text('prompt')) : null,
               outcome: note.outcome, hits: note.hits, took_ms: Math.round((performance.now() - started) * 100) / 100
             }
           : null
@@ -413,6 +413,11 @@ export function capContent(text: string): { content: string; truncated: boolean 
   let end = LIMITS.contentChars - marker.length
   if (/[\uD800-\uDBFF]/.test(text.charAt(end - 1))) end--
   return { content: text.slice(0, end) + marker, truncated: true }
+}
+
+/** The prompt as an injection trace keeps it: cut like the saved memory, so a huge prompt is not normalised and stored whole. */
+function tracedPrompt(prompt: string | undefined): string | null {
+  return prompt === undefined ? null : capContent(prompt).content
 }
 
 /** Ends a text cut to the content limit; its length depends only on the original's. */

@@ -12,6 +12,8 @@ export const WORKER_THRESHOLD_CHARS = 10_000
 const INLINE_SLICE_MS = 10
 /** An idle worker thread ends after this long; the next long text starts one again. */
 const IDLE_TIMEOUT_MS = 30_000
+/** The threads run at a lower priority than the event loop: on a busy machine, requests get the CPU first. */
+const NICE_INCREMENT = 10
 
 export interface ContentAnalyzer {
   /** One result per task, in order. `keepTerms` is honoured for texts analysed on the event loop only. */
@@ -25,7 +27,7 @@ const WORKER_URL = new URL(import.meta.url.endsWith('.ts') ? './content-analysis
 /**
  * Tokenizing, redacting and embedding a long text take milliseconds per 10,000 characters, and a 10 MB batch is a
  * thousand of those: done on the event loop they held every other request for seconds. Long texts go to a pool of
- * worker threads (piscina), started at the first one and leaving a core for the event loop; short ones are done
+ * worker threads (piscina), started at the first one, leaving a core for the event loop and yielding it the CPU; short ones are done
  * in place, in slices that let the event loop turn in between.
  */
 export function createContentAnalyzer(options: { thresholdChars?: number; maxThreads?: number } = {}): ContentAnalyzer {
@@ -41,7 +43,7 @@ export function createContentAnalyzer(options: { thresholdChars?: number; maxThr
       let sliceStarted = performance.now()
       for (const [index, task] of tasks.entries()) {
         if (task.text.length >= threshold) {
-          pool ??= new Piscina({ filename: WORKER_URL, maxThreads: options.maxThreads ?? Math.max(1, availableParallelism() - 1), idleTimeout: IDLE_TIMEOUT_MS })
+          pool ??= new Piscina({ filename: WORKER_URL, maxThreads: options.maxThreads ?? Math.max(1, availableParallelism() - 1), idleTimeout: IDLE_TIMEOUT_MS, niceIncrement: NICE_INCREMENT })
           pooled.push(pool.run({ ...task, keepTerms: false } satisfies ContentTask).then(
             (result: AnalyzedContent) => void (results[index] = result),
             (error: unknown) => void (failure ??= { error })

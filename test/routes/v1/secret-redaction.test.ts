@@ -132,7 +132,7 @@ for (const backend of backends()) {
           "SELECT role, length(content) AS length, content FROM memories WHERE namespace = 'at-limit' ORDER BY role"
         )
         return rows.length === 2 ? rows : undefined
-      })
+      }) as Array<{ role: string; length: number; content: string }>
       assert.deepEqual(rows.map((row) => row.role), ['assistant', 'note'])
       for (const row of rows) {
         assert.ok(row.length > LIMITS.contentChars, `stored ${row.length} characters`)
