@@ -1,8 +1,8 @@
-import { parseArgs } from 'node:util'
 import { importMemories, isMemoryExport, type MemoryImportSummary } from '../backup/memory-import.js'
 import { createHookNamespace, NAMESPACE_PATTERN } from '../hooks/hook-namespace.js'
 import { importTranscripts, type TranscriptImportProgress, type TranscriptImportSummary } from '../hooks/transcript-import.js'
 import type { Command } from './command.js'
+import { parseCommandArgs, UsageError } from './parse-command-args.js'
 import { progressBar } from './progress-bar.js'
 
 const USAGE = `PATH [--url http://127.0.0.1:8765] [--key-env SAGE_API_KEY] [--namespace N] [--no-tool-calls]
@@ -14,21 +14,13 @@ export const importCommand: Command = {
   summary: 'import an export or Claude Code transcripts into a running Sage (again: nothing new is created)',
   usage: USAGE,
   async run(args) {
-    const { values, positionals } = parseArgs({
-      args,
-      allowPositionals: true,
-      options: {
-        url: { type: 'string', default: process.env.SAGE_URL ?? 'http://127.0.0.1:8765' },
-        'key-env': { type: 'string' },
-        namespace: { type: 'string' },
-        'no-tool-calls': { type: 'boolean', default: false },
-        help: { type: 'boolean', short: 'h', default: false }
-      }
-    })
-    if (values.help || positionals.length !== 1) {
-      console.log(`Usage: sage-memory import ${USAGE}`)
-      return values.help ? 0 : 2
-    }
+    const { values, positionals } = parseCommandArgs(args, {
+      url: { type: 'string', default: process.env.SAGE_URL ?? 'http://127.0.0.1:8765' },
+      'key-env': { type: 'string' },
+      namespace: { type: 'string' },
+      'no-tool-calls': { type: 'boolean', default: false }
+    }, true)
+    if (positionals.length !== 1) throw new UsageError(positionals.length === 0 ? 'name the PATH to import' : `unexpected argument "${positionals[1]}"`)
     const keyEnv = values['key-env'] ?? 'SAGE_API_KEY'
     const apiKey = process.env[keyEnv] || undefined
     if (values['key-env'] !== undefined && apiKey === undefined) throw new Error(`${keyEnv} is not set`)
