@@ -1,7 +1,7 @@
 import { createWriteStream } from 'node:fs'
 import { once } from 'node:events'
 import { exportMemories } from '../backup/memory-export.js'
-import { NAMESPACE_PATTERN } from '../hooks/hook-namespace.js'
+import { NAMESPACE_PATTERN, NAMESPACE_RULE } from '../memory/memory-schemas.js'
 import type { Command } from './command.js'
 import { parseCommandArgs, UsageError } from './parse-command-args.js'
 import { progressBar } from './progress-bar.js'
@@ -22,7 +22,7 @@ export const exportCommand: Command = {
       'key-env': { type: 'string' }
     })
     if (values.namespace === undefined) throw new UsageError('--namespace is required')
-    if (!NAMESPACE_PATTERN.test(values.namespace)) throw new Error(`--namespace must be 1-128 characters of [A-Za-z0-9._:/@-], got "${values.namespace}"`)
+    if (!NAMESPACE_PATTERN.test(values.namespace)) throw new Error(`--namespace must be ${NAMESPACE_RULE}, got "${values.namespace}"`)
     const keyEnv = values['key-env'] ?? 'SAGE_API_KEY'
     const apiKey = process.env[keyEnv] || undefined
     if (values['key-env'] !== undefined && apiKey === undefined) throw new Error(`${keyEnv} is not set`)

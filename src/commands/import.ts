@@ -1,5 +1,6 @@
 import { importMemories, isMemoryExport, type MemoryImportSummary } from '../backup/memory-import.js'
-import { createHookNamespace, NAMESPACE_PATTERN } from '../hooks/hook-namespace.js'
+import { createHookNamespace } from '../hooks/hook-namespace.js'
+import { NAMESPACE_PATTERN, NAMESPACE_RULE } from '../memory/memory-schemas.js'
 import { importTranscripts, type TranscriptImportProgress, type TranscriptImportSummary } from '../hooks/transcript-import.js'
 import type { Command } from './command.js'
 import { parseCommandArgs, UsageError } from './parse-command-args.js'
@@ -25,7 +26,7 @@ export const importCommand: Command = {
     const apiKey = process.env[keyEnv] || undefined
     if (values['key-env'] !== undefined && apiKey === undefined) throw new Error(`${keyEnv} is not set`)
     if (values.namespace !== undefined && !NAMESPACE_PATTERN.test(values.namespace)) {
-      throw new Error(`--namespace must be 1-128 characters of [A-Za-z0-9._:/@-], got "${values.namespace}"`)
+      throw new Error(`--namespace must be ${NAMESPACE_RULE}, got "${values.namespace}"`)
     }
 
     const path = positionals[0]!
