@@ -60,19 +60,18 @@ export function loggerOptions(config: Config): FastifyServerOptions['logger'] {
 
 /** The whole application: Fastify with Sage's plugins and routes, not yet listening. */
 export async function buildApp(config: Config, options: AppOptions = {}): Promise<FastifyInstance> {
-  // Loaded only when used: importing pino-pretty costs about 100 ms of every start.
+  // Loaded only when used: importing pino-pretty would slow every start (BENCHMARKS.md, "Figures behind the code").
   const pretty = options.logger === undefined && logsArePretty(config) ? (await import('pino-pretty')).default({ colorize: true, sync: true }) : undefined
   const app = Fastify({
     logger: options.logger ?? { ...(loggerOptions(config) as object), ...(pretty ? { stream: pretty } : {}) },
     bodyLimit: config.BODY_LIMIT_BYTES,
-    // No limit: migrating, or building the vector index over a large store (about 1 ms a memory), takes minutes,
-    // and the service only listens once it is done, so nothing is served half-ready meanwhile.
+    // No limit: migrating, or building the vector index over a large store, takes minutes, and the service only
+    // listens once it is done, so nothing is served half-ready meanwhile.
     pluginTimeout: 0,
     requestTimeout: config.REQUEST_TIMEOUT_MS,
     // Correlate with the caller's id when it sends one.
     requestIdHeader: 'x-request-id',
-    // One access line per request (below) instead of Fastify's two: at a thousand saves a second, logging was a
-    // tenth of the service's CPU.
+    // One access line per request (below) instead of Fastify's two: under load, logging is a real share of the CPU (BENCHMARKS.md, "Figures behind the code").
     logController: new LogController({ disableRequestLogging: true }),
     genReqId: () => randomUUID(),
     // /v1/memories and /v1/memories/ are one resource.

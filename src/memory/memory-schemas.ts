@@ -1,6 +1,6 @@
 import { Type, type Static } from 'typebox'
 
-/** The HTTP shapes of ../shared/api-contract.md, once: validation, types, serialisation and OpenAPI all come from here. */
+/** The HTTP API's shapes, once: validation, types, serialisation and OpenAPI all come from here. */
 
 export const ROLES = ['user', 'assistant', 'system', 'tool', 'note'] as const
 export type Role = (typeof ROLES)[number]
