@@ -12,7 +12,7 @@ import embedderPlugin from './plugins/app/embedder.js'
 import errorHandler from './plugins/app/error-handler.js'
 import injectionLogPlugin from './plugins/app/injection-log.js'
 import namespaceActivityPlugin from './plugins/app/namespace-activity.js'
-import memoryService from './plugins/app/memory-service.js'
+import memoryServicePlugin from './plugins/app/memory-service-plugin.js'
 import saveQueuePlugin from './plugins/app/save-queue.js'
 import configPlugin from './plugins/external/config.js'
 import databasePlugin from './plugins/external/database.js'
@@ -111,7 +111,7 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
   await app.register(embedderPlugin, { embedder: options.embedder })
   await app.register(namespaceActivityPlugin)
   await app.register(injectionLogPlugin)
-  await app.register(memoryService, { backfill: options.backfill, vectorIndexer: options.vectorIndexer, termStatisticsFolder: options.termStatisticsFolder })
+  await app.register(memoryServicePlugin, { backfill: options.backfill, vectorIndexer: options.vectorIndexer, termStatisticsFolder: options.termStatisticsFolder })
   await app.register(saveQueuePlugin, { consumer: options.queueConsumer })
   await app.register(autoload, { dir: ROUTES_DIR, autoHooks: true, cascadeHooks: true, ignorePattern: /\.(d\.ts|map)$/ })
   return app

@@ -2,7 +2,7 @@ import { homedir } from 'node:os'
 import { join } from 'node:path'
 import {
   buildSageHooks, HookOptionError, installHooks, readSageHooks, SAGE_HOOK_EVENTS, settingsPathFor, uninstallHooks, type SageHookOptions, type SettingsScope
-} from '../hooks/claude-settings.js'
+} from '../client/claude-settings.js'
 import { findProjectSetting } from '../hooks/project-mode.js'
 import { userDataDir } from '../user-data-dir.js'
 import type { Command } from './command.js'

@@ -1,7 +1,7 @@
 import { importMemories, isMemoryExport, type MemoryImportSummary } from '../backup/memory-import.js'
 import { createHookNamespace } from '../hooks/hook-namespace.js'
 import { NAMESPACE_PATTERN, NAMESPACE_RULE } from '../memory/memory-schemas.js'
-import { importTranscripts, type TranscriptImportProgress, type TranscriptImportSummary } from '../hooks/transcript-import.js'
+import { importTranscripts, type TranscriptImportProgress, type TranscriptImportSummary } from '../client/transcript-import.js'
 import type { Command } from './command.js'
 import { parseCommandArgs, UsageError } from './parse-command-args.js'
 import { progressBar } from './progress-bar.js'

@@ -2,7 +2,7 @@ import { loadConfig } from '../config.js'
 import { createDatabase } from '../db/create-database.js'
 import { migrate } from '../db/migrate.js'
 import { createEmbedder } from '../embedder/create-embedder.js'
-import { rebindEmbedder } from '../memory/embedder-binding.js'
+import { rebindEmbedder } from '../db/embedder-binding.js'
 import type { Command } from './command.js'
 import { parseCommandArgs } from './parse-command-args.js'
 

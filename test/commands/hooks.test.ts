@@ -7,7 +7,7 @@ import type { AddressInfo } from 'node:net'
 import { after, before, test, type TestContext } from 'node:test'
 import { promisify } from 'node:util'
 import type { FastifyInstance } from 'fastify'
-import { isSageHook, SAGE_HOOK_EVENTS } from '../../src/hooks/claude-settings.js'
+import { isSageHook, SAGE_HOOK_EVENTS } from '../../src/client/claude-settings.js'
 import { backends, buildTestApp, REPO_ROOT, type TestStore } from '../helper.js'
 
 const run = promisify(execFile)

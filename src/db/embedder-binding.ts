@@ -1,4 +1,4 @@
-import type { Database, Queryable } from '../db/database.js'
+import type { Database, Queryable } from './database.js'
 import type { Embedder } from '../embedder/embedder.js'
 
 /** An advisory lock of its own (migrations hold another): replicas starting together must not race on the binding or the index. */
