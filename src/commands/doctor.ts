@@ -1,13 +1,13 @@
 import { readFile } from 'node:fs/promises'
 import { homedir } from 'node:os'
 import { join } from 'node:path'
-import { parseArgs } from 'node:util'
 import { parse as parseToml } from 'smol-toml'
-import { readSageHooks, SAGE_HOOK_PATH, type FoundSageHook } from '../hooks/claude-settings.js'
+import { readSageHooks, SAGE_HOOK_PATH, type FoundSageHook } from '../client/claude-settings.js'
 import { findProjectSetting } from '../hooks/project-mode.js'
 import { MCP_AGENTS, type AgentPlaces, type McpScope } from '../mcp/mcp-agents.js'
 import type { Command } from './command.js'
 import { DEFAULT_SAGE_URL } from './hooks.js'
+import { parseCommandArgs } from './parse-command-args.js'
 import { probeSage, type Probe } from './probe-sage.js'
 
 const USAGE = `[--url $SAGE_URL or ${DEFAULT_SAGE_URL}] [--key-env VAR] [--prompt "…"]
@@ -35,19 +35,11 @@ export const doctor: Command = {
   summary: 'check that Sage, the key and the hooks work here, each with a verdict and its fix',
   usage: USAGE,
   async run(args) {
-    const { values } = parseArgs({
-      args,
-      options: {
-        url: { type: 'string', default: process.env.SAGE_URL || DEFAULT_SAGE_URL },
-        'key-env': { type: 'string' },
-        prompt: { type: 'string' },
-        help: { type: 'boolean', short: 'h', default: false }
-      }
+    const { values } = parseCommandArgs(args, {
+      url: { type: 'string', default: process.env.SAGE_URL || DEFAULT_SAGE_URL },
+      'key-env': { type: 'string' },
+      prompt: { type: 'string' }
     })
-    if (values.help) {
-      console.log(`Usage: sage-memory doctor ${USAGE}`)
-      return 0
-    }
     const cwd = process.cwd()
     const home = homedir()
     const url = values.url.replace(/\/+$/, '')
