@@ -1,5 +1,5 @@
-import { randomBytes } from 'node:crypto'
 import pg from 'pg'
+import { createPostgresDatabase } from '../test/helper.js'
 
 export interface BenchDatabase {
   name: string
@@ -9,33 +9,15 @@ export interface BenchDatabase {
   drop(): Promise<void>
 }
 
-/** A fresh, empty database on the server at `adminUrl`, so a run never sees or touches anyone's data. */
+/** A fresh, empty database on the server at `adminUrl` (as the tests make theirs), so a run never sees or touches anyone's data. */
 export async function createBenchDatabase(adminUrl: string): Promise<BenchDatabase> {
-  const name = `sage_bench_${randomBytes(4).toString('hex')}`
-  const admin = new pg.Client({ connectionString: adminUrl })
-  await admin.connect()
-  let serverVersion: string
+  const database = await createPostgresDatabase(adminUrl, 'sage_bench')
+  const client = new pg.Client({ connectionString: database.url })
+  await client.connect()
   try {
-    const { rows } = await admin.query<{ server_version: string }>('SHOW server_version')
-    serverVersion = rows[0]?.server_version ?? 'unknown'
-    await admin.query(`CREATE DATABASE ${name}`)
+    const { rows } = await client.query<{ server_version: string }>('SHOW server_version')
+    return { ...database, serverVersion: rows[0]?.server_version ?? 'unknown' }
   } finally {
-    await admin.end()
-  }
-  const url = new URL(adminUrl)
-  url.pathname = `/${name}`
-  return {
-    name,
-    url: url.toString(),
-    serverVersion,
-    async drop() {
-      const client = new pg.Client({ connectionString: adminUrl })
-      await client.connect()
-      try {
-        await client.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`)
-      } finally {
-        await client.end()
-      }
-    }
+    await client.end()
   }
 }

@@ -1,18 +1,15 @@
 // The hook's round trip: POST /hooks/claude-code with UserPromptSubmit (save the prompt + recall + answer) over
 // HTTP against `sage-memory serve` on real Postgres, with N memories in the project's namespace.
 //   npm run build && BENCH_DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres npx tsx bench/hook.bench.ts [--size 100000] [--requests 2000]
-// Creates a throwaway database (sage_hookbench_<random>) on that server and drops it at the end.
-import { spawn, type ChildProcess } from 'node:child_process'
-import { randomBytes } from 'node:crypto'
-import { once } from 'node:events'
+// Creates a throwaway database (sage_bench_<random>) on that server and drops it at the end.
 import { mkdtemp, rm } from 'node:fs/promises'
-import { createServer } from 'node:net'
 import { cpus, tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import pg from 'pg'
+import { startSage, type SageProcess } from '../test/support/sage-process.js'
 import { readIndexer, waitForEmptyBacklog } from './backlog.js'
+import { createBenchDatabase } from './bench-database.js'
 import { createWorkload, userPromptSubmits } from './workload.js'
 
 /** The hook derives the namespace from cwd (/home/dev/bench-hook): no repository exists there, so its last segment names it. */
@@ -34,16 +31,7 @@ const adminUrl = process.env.BENCH_DATABASE_URL
 if (!adminUrl) throw new Error('set BENCH_DATABASE_URL, e.g. postgres://postgres@127.0.0.1:5432/postgres')
 if (!Number.isInteger(size) || size < 100 || !Number.isInteger(requests) || requests < 10) throw new Error('--size >= 100 and --requests >= 10')
 
-async function freePort(): Promise<number> {
-  const server = createServer().listen(0, '127.0.0.1')
-  await once(server, 'listening')
-  const { port } = server.address() as { port: number }
-  server.close()
-  await once(server, 'close')
-  return port
-}
-
-async function adminQuery(sql: string, url = adminUrl!): Promise<pg.QueryResult> {
+async function query(url: string, sql: string): Promise<pg.QueryResult> {
   const client = new pg.Client({ connectionString: url })
   await client.connect()
   try {
@@ -53,33 +41,15 @@ async function adminQuery(sql: string, url = adminUrl!): Promise<pg.QueryResult>
   }
 }
 
-async function startService(databaseUrl: string, dataDir: string): Promise<{ url: string; child: ChildProcess }> {
-  const port = await freePort()
-  const cli = fileURLToPath(new URL('../src/cli.js', import.meta.url))
-  const child = spawn(process.execPath, [cli, 'serve'], {
-    env: { PATH: process.env.PATH ?? '', HOST: '127.0.0.1', PORT: String(port), LOG_LEVEL: 'warn', DATABASE_URL: databaseUrl, SAGE_DATA_DIR: dataDir },
-    stdio: ['ignore', 'inherit', 'inherit']
-  })
-  const url = `http://127.0.0.1:${port}`
-  for (let waited = 0; ; waited += 100) {
-    if (child.exitCode !== null) throw new Error(`the service exited with ${child.exitCode}`)
-    if (await fetch(`${url}/health`).then((r) => r.ok, () => false)) return { url, child }
-    if (waited > 60_000) throw new Error('the service did not answer /health within 60 s')
-    await new Promise((resolve) => setTimeout(resolve, 100))
-  }
-}
-
 const percentile = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!
 
 async function main(): Promise<void> {
-  const name = `sage_hookbench_${randomBytes(4).toString('hex')}`
-  const version = (await adminQuery('SHOW server_version')).rows[0].server_version as string
-  await adminQuery(`CREATE DATABASE ${name}`)
-  const databaseUrl = Object.assign(new URL(adminUrl!), { pathname: `/${name}` }).toString()
+  const database = await createBenchDatabase(adminUrl!)
+  const databaseUrl = database.url
   const dataDir = await mkdtemp(join(tmpdir(), 'sage-hookbench-'))
-  let service: { url: string; child: ChildProcess } | undefined
+  let service: SageProcess | undefined
   try {
-    service = await startService(databaseUrl, dataDir)
+    service = await startSage({ DATABASE_URL: databaseUrl, SAGE_DATA_DIR: dataDir }, 60_000)
     const workload = createWorkload(42)
 
     // Fill with what hooks save: turns of sessions in the project's directory.
@@ -101,7 +71,7 @@ async function main(): Promise<void> {
     const drained = await waitForEmptyBacklog(service.url, { since: beforeFill, label: 'fill', log: (line) => console.log(line) })
     console.log(`vector index caught up ${(drained.seconds - fillSeconds).toFixed(1)} s after the fill (${Math.round(drained.indexed / drained.seconds)} vectors/s from the fill's start)`)
     // What autovacuum does after a bulk load, done now so the first queries do not plan on empty statistics.
-    await adminQuery('ANALYZE memories', databaseUrl)
+    await query(databaseUrl, 'ANALYZE memories')
 
     // Prompts as a developer writes them, around words the project's memories hold.
     const payload = userPromptSubmits(workload, NAMESPACE, 'bench-live-session')
@@ -147,10 +117,10 @@ async function main(): Promise<void> {
     const deadlineMisses = (await deadlineCount()) - missesBefore
     const sorted = [...timings].sort((a, b) => a - b)
     const mean = timings.reduce((a, b) => a + b, 0) / timings.length
-    const count = (await adminQuery(`SELECT count(*)::int AS n FROM memories WHERE namespace = '${NAMESPACE}'`, databaseUrl)).rows[0].n as number
+    const count = (await query(databaseUrl, `SELECT count(*)::int AS n FROM memories WHERE namespace = '${NAMESPACE}'`)).rows[0].n as number
 
     console.log(`Hook round trip: POST /hooks/claude-code UserPromptSubmit over HTTP, concurrency 1`)
-    console.log(`Postgres ${version}, ${cpus().length} CPUs (${cpus()[0]?.model ?? 'unknown'}), lexical embedder, HOOK_DEADLINE_MS 250`)
+    console.log(`Postgres ${database.serverVersion}, ${cpus().length} CPUs (${cpus()[0]?.model ?? 'unknown'}), lexical embedder, HOOK_DEADLINE_MS 250`)
     console.log(`memories in the namespace: ${count} (filled in ${fillSeconds.toFixed(1)} s); ${requests} measured requests after ${WARMUP_REQUESTS} warm-up`)
     console.log('')
     console.log('| p50 | p90 | p99 | max | mean | answers with context | deadline misses |')
@@ -167,13 +137,10 @@ async function main(): Promise<void> {
     console.log('')
     console.log(`targets: p50 <= 15 ms ${percentile(sorted, 50) <= 15 ? 'met' : 'MISSED'}, p99 <= 50 ms ${percentile(sorted, 99) <= 50 ? 'met' : 'MISSED'}`)
   } finally {
-    if (service && service.child.exitCode === null) {
-      service.child.kill('SIGTERM')
-      await once(service.child, 'exit')
-    }
+    await service?.stop()
     await rm(dataDir, { recursive: true, force: true })
-    if (values.keep) console.log(`kept database ${name}`)
-    else await adminQuery(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`)
+    if (values.keep) console.log(`kept database ${database.name}`)
+    else await database.drop()
   }
 }
 

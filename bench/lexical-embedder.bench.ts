@@ -1,5 +1,6 @@
 // Embeddings per second of LexicalEmbedder on one core: node --import tsx bench/lexical-embedder.bench.ts
 import { LexicalEmbedder } from '../src/embedder/lexical-embedder.js'
+import { pick, seededRandom as random } from '../test/support/seeded-random.js'
 
 const TEXT_LENGTH = 500
 const CORPUS_SIZE = 2_000
@@ -46,22 +47,6 @@ const IDENTIFIERS = (
   'this.pool.query await res.json() JSON.stringify(body) process.env.DATABASE_URL'
 ).split(' ')
 const CODE_PUNCTUATION = [' = ', '(', ')', ' { ', ' }\n', '; ', ', ', '.', ' => ', ': ', ' // ']
-
-/** Deterministic corpora, so runs compare; mulberry32 is enough for picking words. */
-function random(seed: number): () => number {
-  let state = seed >>> 0
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0
-    let t = state
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
-
-function pick<T>(items: readonly T[], next: () => number): T {
-  return items[Math.floor(next() * items.length)] as T
-}
 
 function corpus(seed: number, piece: (next: () => number) => string): string[] {
   const next = random(seed)

@@ -7,17 +7,15 @@
 //   BENCH_SECONDS       length of each autocannon phase (default 10)
 //   BENCH_DRAIN_SECONDS longest the drain is watched (default 60)
 import autocannon from 'autocannon'
-import { spawn, type ChildProcess } from 'node:child_process'
-import { once } from 'node:events'
 import { randomBytes } from 'node:crypto'
 import { readFile } from 'node:fs/promises'
 import { Agent, request } from 'node:http'
-import { createServer } from 'node:net'
 import { cpus, loadavg, totalmem } from 'node:os'
-import { fileURLToPath } from 'node:url'
 import { Redis } from 'ioredis'
 import pg from 'pg'
 import { queueKeys } from '../src/queue/queue-keys.js'
+import { startSage as startSageProcess, type SageProcess } from '../test/support/sage-process.js'
+import { createBenchDatabase } from './bench-database.js'
 
 const ADMIN_URL = process.env.BENCH_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres'
 const REDIS_URL = process.env.BENCH_REDIS_URL ?? 'redis://127.0.0.1:6379/0'
@@ -30,44 +28,10 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 const percentile = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? NaN
 const round = (n: number, digits = 2) => Math.round(n * 10 ** digits) / 10 ** digits
 
-async function freePort(): Promise<number> {
-  const server = createServer()
-  server.listen(0, '127.0.0.1')
-  await once(server, 'listening')
-  const { port } = server.address() as { port: number }
-  server.close()
-  await once(server, 'close')
-  return port
-}
-
-async function createDatabase(): Promise<{ url: string; drop(): Promise<void> }> {
-  const name = `sage_bench_queue_${randomBytes(4).toString('hex')}`
-  const admin = new pg.Client({ connectionString: ADMIN_URL })
-  await admin.connect()
-  await admin.query(`CREATE DATABASE ${name}`)
-  await admin.end()
-  const url = new URL(ADMIN_URL)
-  url.pathname = `/${name}`
-  return {
-    url: url.toString(),
-    async drop() {
-      const client = new pg.Client({ connectionString: ADMIN_URL })
-      await client.connect()
-      await client.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`)
-      await client.end()
-    }
-  }
-}
-
-async function startSage(databaseUrl: string): Promise<{ url: string; child: ChildProcess; stop(): Promise<void> }> {
-  const port = await freePort()
-  const cli = fileURLToPath(new URL('../src/cli.js', import.meta.url))
-  const child = spawn(process.execPath, [cli, 'serve'], {
-    env: {
-      PATH: process.env.PATH ?? '',
-      HOST: '127.0.0.1',
-      PORT: String(port),
-      LOG_LEVEL: 'warn',
+/** Sage on `databaseUrl` with the machine's Redis under this run's prefix. */
+function startSage(databaseUrl: string): Promise<SageProcess> {
+  return startSageProcess(
+    {
       DATABASE_URL: databaseUrl,
       REDIS_URL,
       REDIS_KEY_PREFIX: PREFIX,
@@ -75,26 +39,8 @@ async function startSage(databaseUrl: string): Promise<{ url: string; child: Chi
       // The ack phases hold the table lock longer than the default 30 s statement timeout would allow.
       DB_STATEMENT_TIMEOUT_MS: '600000'
     },
-    stdio: ['ignore', 'inherit', 'inherit']
-  })
-  const url = `http://127.0.0.1:${port}`
-  const deadline = Date.now() + 60_000
-  for (;;) {
-    if (child.exitCode !== null) throw new Error('sage exited before serving')
-    if (await fetch(`${url}/health`).then((r) => r.ok, () => false)) break
-    if (Date.now() > deadline) throw new Error('sage did not start within 60 s')
-    await sleep(100)
-  }
-  return {
-    url,
-    child,
-    async stop() {
-      if (child.exitCode !== null) return
-      const exited = once(child, 'exit')
-      child.kill('SIGTERM')
-      await exited
-    }
-  }
+    60_000
+  )
 }
 
 const agent = new Agent({ keepAlive: true, maxSockets: 64 })
@@ -137,7 +83,7 @@ async function autocannonRun(options: autocannon.Options): Promise<autocannon.Re
 }
 
 async function main(): Promise<void> {
-  const database = await createDatabase()
+  const database = await createBenchDatabase(ADMIN_URL)
   const redis = new Redis(REDIS_URL)
   const admin = new pg.Client({ connectionString: database.url })
   const results: Record<string, unknown> = {

@@ -1,6 +1,7 @@
 // µs per redactSecrets call on typical texts: node --import tsx bench/redact-secrets.bench.ts
 // (secretlint was measured against it once; the figures are in src/security/redact-secrets.ts.)
 import { redactSecrets } from '../src/security/redact-secrets.js'
+import { pick, seededRandom as random } from '../test/support/seeded-random.js'
 import { createWorkload } from './workload.js'
 
 const CORPUS_SIZE = 200
@@ -33,22 +34,6 @@ const SECRETS = [
   `Authorization: Bearer ${'eyJhbGciOiJIUzI1NiJ9'}.${'eyJzdWIiOiIxMjM0In0'}.${'dozjgNryP4J3jVmNHl0w5N'}\n`,
   `aws_access_key_id = AKIA${'Q3EGRSTUVW2XYZ45'}\n`
 ]
-
-/** Deterministic corpora, so runs compare; mulberry32 is enough for picking pieces. */
-function random(seed: number): () => number {
-  let state = seed >>> 0
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0
-    let t = state
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
-
-function pick<T>(items: readonly T[], next: () => number): T {
-  return items[Math.floor(next() * items.length)] as T
-}
 
 /** Texts of about `length` characters; with `secrets`, that many credentials placed at random points among the pieces. */
 function corpus(seed: number, length: number, secrets: number): string[] {

@@ -17,7 +17,8 @@ import type { Embedder } from '../src/embedder/embedder.js'
 import { describeThroughput, measureEmbedder } from './embedder-throughput.js'
 import { askService, compareWithExact, type RecallAtK, type SqlClient } from './recall-at-k.js'
 import { RECALL_MODES, renderFailure, renderResults, writeResults, type Phase, type RunInfo, type SizeResult, type StoreResult, type StoreSection } from './report.js'
-import { startService, type RunningService } from './service.js'
+import type { SageProcess } from '../test/support/sage-process.js'
+import { startService } from './service.js'
 import { machineBusySeconds, watchUsage } from './usage.js'
 import { createWorkload, userPromptSubmits, type Workload } from './workload.js'
 
@@ -149,7 +150,7 @@ async function machineLoad(seconds: number): Promise<number> {
 const log = (message: string) => console.error(`[bench ${new Date().toISOString().slice(11, 19)}] ${message}`)
 
 /** One autocannon phase with the service's resource use alongside. */
-async function phase(service: RunningService, store: Store, name: string, options: Omit<LoadOptions, 'url'>): Promise<Phase> {
+async function phase(service: SageProcess, store: Store, name: string, options: Omit<LoadOptions, 'url'>): Promise<Phase> {
   const finish = await watchUsage(service.url, () => store.backendPids())
   const load = await runLoad({ ...options, url: service.url })
   const usage = await finish()
@@ -162,7 +163,7 @@ interface Store {
   kind: 'postgres' | 'pglite'
   /** Describes the server, known once it has been reached. */
   server: string
-  start(): Promise<RunningService>
+  start(): Promise<SageProcess>
   /** The database processes serving the service, whose CPU a phase reports. */
   backendPids(): Promise<number[]>
   /** Called after each fill, once the vector backlog is empty, with the service still running. */
@@ -170,7 +171,7 @@ interface Store {
   /** Replaces the store with a fresh, empty one; the service must be stopped. */
   renew(): Promise<void>
   /** Exact search and counts; `service` may be stopped and restarted to reach the store. */
-  exact(service: RunningService, answers: Awaited<ReturnType<typeof askService>>): Promise<{ recallAtK: RecallAtK; total: number; main: number; service: RunningService }>
+  exact(service: SageProcess, answers: Awaited<ReturnType<typeof askService>>): Promise<{ recallAtK: RecallAtK; total: number; main: number; service: SageProcess }>
   close(): Promise<void>
 }
 
@@ -309,7 +310,7 @@ async function measureStore(store: Store, settings: Settings): Promise<Omit<Stor
   const started = performance.now()
   const workload = createWorkload(42)
   let service = await store.start()
-  log(`${store.kind}: service pid ${service.pid} at ${service.url}`)
+  log(`${store.kind}: service pid ${service.child.pid} at ${service.url}`)
   try {
     const seconds = settings.loadSeconds
     const writesStart = await readIndexer(service.url)
@@ -352,7 +353,7 @@ async function measureStore(store: Store, settings: Settings): Promise<Omit<Stor
     await service.stop()
     await store.renew()
     service = await store.start()
-    log(`${store.kind}: a fresh store for the fills, service pid ${service.pid}`)
+    log(`${store.kind}: a fresh store for the fills, service pid ${service.child.pid}`)
 
     const sizes: SizeResult[] = []
     let filledMain = 0

@@ -8,7 +8,7 @@ import { cpus, loadavg, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
-import { freePort } from './service.js'
+import { freePort } from '../test/support/sage-process.js'
 
 const ROOT = fileURLToPath(new URL(import.meta.url.includes('/dist/') ? '../../' : '../', import.meta.url))
 const { values } = parseArgs({ options: { runs: { type: 'string', default: '5' } } })

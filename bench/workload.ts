@@ -1,5 +1,6 @@
 // Deterministic memories and queries for the benchmark: English prose from a fixed vocabulary, with identifiers.
 import { tokenize } from '../src/text/tokenize.js'
+import { pick, seededRandom } from '../test/support/seeded-random.js'
 
 /** Most frequent first: sampling follows Zipf's law over this order, as words in real prose do. */
 const PROSE = (
@@ -49,18 +50,6 @@ const NOUNS = (
 const VERBS = 'get set create update delete load save fetch parse render build flush rotate retry validate encode decode sync'.split(' ')
 const EXTENSIONS = ['ts', 'js', 'py', 'go', 'sql', 'rs']
 
-/** Deterministic corpora, so runs compare; mulberry32 is enough for picking words. */
-export function seededRandom(seed: number): () => number {
-  let state = seed >>> 0
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0
-    let t = state
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
-
 /** Cumulative Zipf weights over `count` ranks; a binary search over them draws a rank. */
 function zipfTable(count: number, exponent: number): Float64Array {
   const table = new Float64Array(count)
@@ -85,7 +74,6 @@ function drawRank(table: Float64Array, next: () => number): number {
   return low
 }
 
-const pick = <T>(items: readonly T[], next: () => number): T => items[Math.floor(next() * items.length)] as T
 const capitalize = (word: string) => word.charAt(0).toUpperCase() + word.slice(1)
 
 /** A few thousand identifiers in the shapes code has: camelCase, CONSTANTS, paths, error codes. */

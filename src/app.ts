@@ -12,7 +12,7 @@ import embedderPlugin from './plugins/app/embedder.js'
 import errorHandler from './plugins/app/error-handler.js'
 import injectionLogPlugin from './plugins/app/injection-log.js'
 import namespaceActivityPlugin from './plugins/app/namespace-activity.js'
-import memoryService from './plugins/app/memory-service.js'
+import memoryServicePlugin from './plugins/app/memory-service-plugin.js'
 import saveQueuePlugin from './plugins/app/save-queue.js'
 import configPlugin from './plugins/external/config.js'
 import databasePlugin from './plugins/external/database.js'
@@ -60,19 +60,18 @@ export function loggerOptions(config: Config): FastifyServerOptions['logger'] {
 
 /** The whole application: Fastify with Sage's plugins and routes, not yet listening. */
 export async function buildApp(config: Config, options: AppOptions = {}): Promise<FastifyInstance> {
-  // Loaded only when used: importing pino-pretty costs about 100 ms of every start.
+  // Loaded only when used: importing pino-pretty would slow every start (BENCHMARKS.md, "Figures behind the code").
   const pretty = options.logger === undefined && logsArePretty(config) ? (await import('pino-pretty')).default({ colorize: true, sync: true }) : undefined
   const app = Fastify({
     logger: options.logger ?? { ...(loggerOptions(config) as object), ...(pretty ? { stream: pretty } : {}) },
     bodyLimit: config.BODY_LIMIT_BYTES,
-    // No limit: migrating, or building the vector index over a large store (about 1 ms a memory), takes minutes,
-    // and the service only listens once it is done, so nothing is served half-ready meanwhile.
+    // No limit: migrating, or building the vector index over a large store, takes minutes, and the service only
+    // listens once it is done, so nothing is served half-ready meanwhile.
     pluginTimeout: 0,
     requestTimeout: config.REQUEST_TIMEOUT_MS,
     // Correlate with the caller's id when it sends one.
     requestIdHeader: 'x-request-id',
-    // One access line per request (below) instead of Fastify's two: at a thousand saves a second, logging was a
-    // tenth of the service's CPU.
+    // One access line per request (below) instead of Fastify's two: under load, logging is a real share of the CPU (BENCHMARKS.md, "Figures behind the code").
     logController: new LogController({ disableRequestLogging: true }),
     genReqId: () => randomUUID(),
     // /v1/memories and /v1/memories/ are one resource.
@@ -112,7 +111,7 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
   await app.register(embedderPlugin, { embedder: options.embedder })
   await app.register(namespaceActivityPlugin)
   await app.register(injectionLogPlugin)
-  await app.register(memoryService, { backfill: options.backfill, vectorIndexer: options.vectorIndexer, termStatisticsFolder: options.termStatisticsFolder })
+  await app.register(memoryServicePlugin, { backfill: options.backfill, vectorIndexer: options.vectorIndexer, termStatisticsFolder: options.termStatisticsFolder })
   await app.register(saveQueuePlugin, { consumer: options.queueConsumer })
   await app.register(autoload, { dir: ROUTES_DIR, autoHooks: true, cascadeHooks: true, ignorePattern: /\.(d\.ts|map)$/ })
   return app

@@ -8,6 +8,7 @@ import { keys } from './commands/keys.js'
 import { mcp } from './commands/mcp.js'
 import { migrate } from './commands/migrate.js'
 import { models } from './commands/models.js'
+import { runCommand } from './commands/parse-command-args.js'
 import { queue } from './commands/queue.js'
 import { reembed } from './commands/reembed.js'
 import { serve } from './commands/serve.js'
@@ -55,7 +56,7 @@ async function main(argv: string[]): Promise<number | undefined> {
     console.error(`sage-memory: unknown command "${name}"\n\n${usage()}`)
     return 2
   }
-  return command.run(args)
+  return runCommand(name, command, args)
 }
 
 main(process.argv.slice(2)).then(

@@ -1,11 +1,11 @@
+import { NAMESPACE_PATTERN, NAMESPACE_RULE } from './memory/memory-schemas.js'
+
 /** A base URL or namespace an installer was given that no entry could reach Sage with; `part` says which. */
 export class SageUrlError extends RangeError {
   constructor(readonly part: 'baseUrl' | 'namespace', readonly rule: string) {
     super(`${part} ${rule}`)
   }
 }
-
-const NAMESPACE = /^[A-Za-z0-9._:/@-]{1,128}$/
 
 /**
  * One of Sage's routes under the base URL an agent is given (a path prefix is kept, a query or fragment
@@ -25,7 +25,7 @@ export function sageUrl(baseUrl: string, route: string, namespace?: string): URL
   url.search = ''
   url.hash = ''
   if (namespace !== undefined) {
-    if (!NAMESPACE.test(namespace)) throw new SageUrlError('namespace', `must be 1-128 characters of [A-Za-z0-9._:/@-], got "${namespace}"`)
+    if (!NAMESPACE_PATTERN.test(namespace)) throw new SageUrlError('namespace', `must be ${NAMESPACE_RULE}, got "${namespace}"`)
     url.search = `?namespace=${encodeURIComponent(namespace)}`
   }
   return url

@@ -46,8 +46,8 @@ const pglite: Backend = {
 }
 
 /** Each test file gets its own database on the server, so files never see each other's rows. */
-export async function createPostgresDatabase(baseUrl: string): Promise<{ url: string; drop(): Promise<void> }> {
-  const name = `sage_test_${process.pid}_${randomBytes(4).toString('hex')}`
+export async function createPostgresDatabase(baseUrl: string, prefix = `sage_test_${process.pid}`): Promise<{ name: string; url: string; drop(): Promise<void> }> {
+  const name = `${prefix}_${randomBytes(4).toString('hex')}`
   const admin = new pg.Client({ connectionString: baseUrl })
   await admin.connect()
   try {
@@ -58,6 +58,7 @@ export async function createPostgresDatabase(baseUrl: string): Promise<{ url: st
   const url = new URL(baseUrl)
   url.pathname = `/${name}`
   return {
+    name,
     url: url.toString(),
     async drop() {
       const client = new pg.Client({ connectionString: baseUrl })

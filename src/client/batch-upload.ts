@@ -101,13 +101,13 @@ export function createBatchUpload(options: BatchUploadOptions) {
   return { totals, post }
 }
 
-/** The `message` of the contract's error body, or the start of whatever else came back. */
+/** The `message` of Sage's error body, or the start of whatever else came back. */
 export function errorMessage(text: string, status: number): string {
   try {
     const body = JSON.parse(text) as { message?: unknown }
     if (typeof body.message === 'string') return body.message
   } catch {
-    // not the contract's error shape; fall through
+    // not Sage's error shape; fall through
   }
   return text.slice(0, 200) || `status ${status}`
 }

@@ -1,12 +1,13 @@
 import { readFile } from 'node:fs/promises'
 import { homedir } from 'node:os'
 import { join } from 'node:path'
-import { parseArgs } from 'node:util'
 import { parse as parseToml } from 'smol-toml'
-import { readSageHooks, SAGE_HOOK_PATH, type FoundSageHook } from '../hooks/claude-settings.js'
+import { readSageHooks, SAGE_HOOK_PATH, type FoundSageHook } from '../client/claude-settings.js'
 import { findProjectSetting } from '../hooks/project-mode.js'
+import { MCP_AGENTS, type AgentPlaces, type McpScope } from '../mcp/mcp-agents.js'
 import type { Command } from './command.js'
 import { DEFAULT_SAGE_URL } from './hooks.js'
+import { parseCommandArgs } from './parse-command-args.js'
 import { probeSage, type Probe } from './probe-sage.js'
 
 const USAGE = `[--url $SAGE_URL or ${DEFAULT_SAGE_URL}] [--key-env VAR] [--prompt "…"]
@@ -19,20 +20,13 @@ interface Check {
   fix?: string
 }
 
-/**
- * The files where an agent may point at Sage, in the order they are shown. Adding an agent's file is one line:
- * `hooks` files have Claude Code's hooks shape (Codex's hooks.json too), `mcp-json` files an `mcpServers` object,
- * `codex-toml` Codex's `[mcp_servers.*]` tables.
- */
-const AGENT_FILES: ReadonlyArray<{ label: string; level?: 'project' | 'local' | 'user'; kind: 'hooks' | 'mcp-json' | 'codex-toml'; path(cwd: string, home: string): string }> = [
-  { label: 'Claude Code, project', level: 'project', kind: 'hooks', path: (cwd) => join(cwd, '.claude', 'settings.json') },
-  { label: 'Claude Code, local', level: 'local', kind: 'hooks', path: (cwd) => join(cwd, '.claude', 'settings.local.json') },
-  { label: 'Claude Code, user', level: 'user', kind: 'hooks', path: (_cwd, home) => join(home, '.claude', 'settings.json') },
-  { label: 'Codex hooks, project', kind: 'hooks', path: (cwd) => join(cwd, '.codex', 'hooks.json') },
-  { label: 'Codex hooks, user', kind: 'hooks', path: (_cwd, home) => join(home, '.codex', 'hooks.json') },
-  { label: 'MCP, project', kind: 'mcp-json', path: (cwd) => join(cwd, '.mcp.json') },
-  { label: 'Cursor MCP, project', kind: 'mcp-json', path: (cwd) => join(cwd, '.cursor', 'mcp.json') },
-  { label: 'Codex MCP, user', kind: 'codex-toml', path: (_cwd, home) => join(home, '.codex', 'config.toml') }
+/** The files where Claude Code's (and Codex's) hooks may point at Sage, in the order they are shown. */
+const HOOK_FILES: ReadonlyArray<{ label: string; level?: 'project' | 'local' | 'user'; path(cwd: string, home: string): string }> = [
+  { label: 'Claude Code, project', level: 'project', path: (cwd) => join(cwd, '.claude', 'settings.json') },
+  { label: 'Claude Code, local', level: 'local', path: (cwd) => join(cwd, '.claude', 'settings.local.json') },
+  { label: 'Claude Code, user', level: 'user', path: (_cwd, home) => join(home, '.claude', 'settings.json') },
+  { label: 'Codex hooks, project', path: (cwd) => join(cwd, '.codex', 'hooks.json') },
+  { label: 'Codex hooks, user', path: (_cwd, home) => join(home, '.codex', 'hooks.json') }
 ]
 const UNINSTALL_FLAG = { project: '', local: ' --local', user: ' --user' } as const
 
@@ -41,19 +35,11 @@ export const doctor: Command = {
   summary: 'check that Sage, the key and the hooks work here, each with a verdict and its fix',
   usage: USAGE,
   async run(args) {
-    const { values } = parseArgs({
-      args,
-      options: {
-        url: { type: 'string', default: process.env.SAGE_URL || DEFAULT_SAGE_URL },
-        'key-env': { type: 'string' },
-        prompt: { type: 'string' },
-        help: { type: 'boolean', short: 'h', default: false }
-      }
+    const { values } = parseCommandArgs(args, {
+      url: { type: 'string', default: process.env.SAGE_URL || DEFAULT_SAGE_URL },
+      'key-env': { type: 'string' },
+      prompt: { type: 'string' }
     })
-    if (values.help) {
-      console.log(`Usage: sage-memory doctor ${USAGE}`)
-      return 0
-    }
     const cwd = process.cwd()
     const home = homedir()
     const url = values.url.replace(/\/+$/, '')
@@ -115,20 +101,42 @@ interface FoundFile {
 
 async function agentFiles(cwd: string, home: string): Promise<FoundFile[]> {
   const found: FoundFile[] = []
-  for (const file of AGENT_FILES) {
+  for (const file of HOOK_FILES) {
     const path = file.path(cwd, home)
-    const text = await readFile(path, 'utf8').catch(() => undefined)
-    if (text === undefined) continue
+    if (!(await readFile(path, 'utf8').then(() => true, () => false))) continue
     const entry: FoundFile = { label: file.label, level: file.level, path, hooks: [], mcp: [] }
     try {
-      if (file.kind === 'hooks') entry.hooks = await readSageHooks(path)
-      else entry.mcp = sageMcpEntries(file.kind === 'mcp-json' ? (JSON.parse(text) as { mcpServers?: unknown }).mcpServers : (parseToml(text) as { mcp_servers?: unknown }).mcp_servers)
+      entry.hooks = await readSageHooks(path)
     } catch (error) {
       entry.problem = (error as Error).message
     }
     found.push(entry)
   }
+  // Every MCP file `mcp install` can write, from the agents' own list, so a new agent is checked without a line here.
+  const where: AgentPlaces = { cwd, home, env: process.env }
+  for (const agent of MCP_AGENTS) {
+    for (const [scope, place] of Object.entries(agent.files) as Array<[McpScope, (w: AgentPlaces) => string]>) {
+      const path = place(where)
+      const text = await readFile(path, 'utf8').catch(() => undefined)
+      if (text === undefined) continue
+      const entry: FoundFile = { label: `${agent.name} MCP, ${scope}`, path, hooks: [], mcp: [] }
+      try {
+        const parsed: unknown = agent.format === 'toml' ? parseToml(text) : JSON.parse(text)
+        entry.mcp = sageMcpEntries(valueAt(parsed, agent.entryPath(scope, where).slice(0, -1)))
+      } catch (error) {
+        entry.problem = (error as Error).message
+      }
+      found.push(entry)
+    }
+  }
   return found
+}
+
+/** The value at a path of keys inside parsed settings, or undefined. */
+function valueAt(value: unknown, path: readonly string[]): unknown {
+  let here = value
+  for (const key of path) here = typeof here === 'object' && here !== null ? (here as Record<string, unknown>)[key] : undefined
+  return here
 }
 
 /** MCP servers that are Sage: named so, or started as sage-memory, or at a Sage /mcp URL. */
@@ -136,9 +144,10 @@ function sageMcpEntries(servers: unknown): FoundFile['mcp'] {
   if (typeof servers !== 'object' || servers === null) return []
   const entries: FoundFile['mcp'] = []
   for (const [name, raw] of Object.entries(servers as Record<string, unknown>)) {
-    const server = (raw ?? {}) as { command?: unknown; args?: unknown; url?: unknown }
+    const server = (raw ?? {}) as { command?: unknown; args?: unknown; url?: unknown; serverUrl?: unknown; httpUrl?: unknown }
     const command = [server.command, ...(Array.isArray(server.args) ? server.args : [])].filter((part) => typeof part === 'string').join(' ')
-    const url = typeof server.url === 'string' ? server.url : undefined
+    // Agents name the URL differently: url (most), serverUrl (Windsurf), httpUrl (Gemini CLI).
+    const url = [server.url, server.serverUrl, server.httpUrl].find((u): u is string => typeof u === 'string')
     if (/sage/i.test(name) || command.includes('sage-memory') || (url !== undefined && /\/mcp\/?$/.test(url) && /sage/i.test(url + name))) {
       entries.push({ name, target: url ?? command, url })
     }

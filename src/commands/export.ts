@@ -1,9 +1,9 @@
 import { createWriteStream } from 'node:fs'
 import { once } from 'node:events'
-import { parseArgs } from 'node:util'
 import { exportMemories } from '../backup/memory-export.js'
-import { NAMESPACE_PATTERN } from '../hooks/hook-namespace.js'
+import { NAMESPACE_PATTERN, NAMESPACE_RULE } from '../memory/memory-schemas.js'
 import type { Command } from './command.js'
+import { parseCommandArgs, UsageError } from './parse-command-args.js'
 import { progressBar } from './progress-bar.js'
 
 const USAGE = `--namespace N [--session S] [--output FILE] [--url http://127.0.0.1:8765] [--key-env SAGE_API_KEY]
@@ -14,23 +14,15 @@ export const exportCommand: Command = {
   summary: "write a namespace's memories as JSON Lines (for backups and moves; import reads them back)",
   usage: USAGE,
   async run(args) {
-    const { values, positionals } = parseArgs({
-      args,
-      allowPositionals: true,
-      options: {
-        namespace: { type: 'string' },
-        session: { type: 'string' },
-        output: { type: 'string', short: 'o' },
-        url: { type: 'string', default: process.env.SAGE_URL ?? 'http://127.0.0.1:8765' },
-        'key-env': { type: 'string' },
-        help: { type: 'boolean', short: 'h', default: false }
-      }
+    const { values } = parseCommandArgs(args, {
+      namespace: { type: 'string' },
+      session: { type: 'string' },
+      output: { type: 'string', short: 'o' },
+      url: { type: 'string', default: process.env.SAGE_URL ?? 'http://127.0.0.1:8765' },
+      'key-env': { type: 'string' }
     })
-    if (values.help || values.namespace === undefined || positionals.length > 0) {
-      console.log(`Usage: sage-memory export ${USAGE}`)
-      return values.help ? 0 : 2
-    }
-    if (!NAMESPACE_PATTERN.test(values.namespace)) throw new Error(`--namespace must be 1-128 characters of [A-Za-z0-9._:/@-], got "${values.namespace}"`)
+    if (values.namespace === undefined) throw new UsageError('--namespace is required')
+    if (!NAMESPACE_PATTERN.test(values.namespace)) throw new Error(`--namespace must be ${NAMESPACE_RULE}, got "${values.namespace}"`)
     const keyEnv = values['key-env'] ?? 'SAGE_API_KEY'
     const apiKey = process.env[keyEnv] || undefined
     if (values['key-env'] !== undefined && apiKey === undefined) throw new Error(`${keyEnv} is not set`)

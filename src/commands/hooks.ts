@@ -1,12 +1,12 @@
 import { homedir } from 'node:os'
 import { join } from 'node:path'
-import { parseArgs } from 'node:util'
 import {
   buildSageHooks, HookOptionError, installHooks, readSageHooks, SAGE_HOOK_EVENTS, settingsPathFor, uninstallHooks, type SageHookOptions, type SettingsScope
-} from '../hooks/claude-settings.js'
+} from '../client/claude-settings.js'
 import { findProjectSetting } from '../hooks/project-mode.js'
 import { userDataDir } from '../user-data-dir.js'
 import type { Command } from './command.js'
+import { parseCommandArgs, UsageError } from './parse-command-args.js'
 import { probeSage } from './probe-sage.js'
 
 export const DEFAULT_SAGE_URL = 'http://127.0.0.1:8765'
@@ -29,26 +29,18 @@ export const hooks: Command = {
   summary: "add Sage's hooks to Claude Code's settings (or remove them)",
   usage: USAGE,
   async run(args) {
-    const { values, positionals } = parseArgs({
-      args,
-      allowPositionals: true,
-      options: {
-        user: { type: 'boolean', default: false },
-        local: { type: 'boolean', default: false },
-        url: { type: 'string', default: process.env.SAGE_URL || DEFAULT_SAGE_URL },
-        'key-env': { type: 'string' },
-        namespace: { type: 'string' },
-        timeout: { type: 'string' },
-        'no-check': { type: 'boolean', default: false },
-        help: { type: 'boolean', short: 'h', default: false }
-      }
-    })
+    const { values, positionals } = parseCommandArgs(args, {
+      user: { type: 'boolean', default: false },
+      local: { type: 'boolean', default: false },
+      url: { type: 'string', default: process.env.SAGE_URL || DEFAULT_SAGE_URL },
+      'key-env': { type: 'string' },
+      namespace: { type: 'string' },
+      timeout: { type: 'string' },
+      'no-check': { type: 'boolean', default: false }
+    }, true)
     const [action, ...rest] = positionals
-    if (values.help || action === undefined) {
-      console.log(`Usage: sage-memory hooks ${USAGE.replace(/\n(?! )/g, '\n       sage-memory hooks ')}`)
-      return values.help ? 0 : 2
-    }
-    if (rest.length > 0) throw new Error(`unexpected argument "${rest[0]}"`)
+    if (action !== 'install' && action !== 'uninstall') throw new UsageError(action === undefined ? 'name the action: install or uninstall' : `unknown action "${action}"; use install or uninstall`)
+    if (rest.length > 0) throw new UsageError(`unexpected argument "${rest[0]}"`)
     if (values.user && values.local) throw new Error('choose one of --user and --local')
     const scope: SettingsScope = values.user ? 'user' : values.local ? 'local' : 'project'
     const cwd = process.cwd()
@@ -90,19 +82,16 @@ export const hooks: Command = {
       }
       return 0
     }
-    if (action === 'uninstall') {
-      const result = await uninstallHooks(path, settingsBackups())
-      if (!result.changed) {
-        console.log(`No Sage hooks in ${path}; nothing changed.`)
-      } else {
-        console.log(`Sage's hooks removed from ${path}`)
-        console.log(`  removed: ${result.removed.join(', ')}`)
-        if (result.deletedFile) console.log(`  ${path} was created by hooks install and holds nothing else: deleted`)
-        if (result.backupPath) console.log(`  backup of the previous file: ${result.backupPath}`)
-      }
-      return 0
+    const result = await uninstallHooks(path, settingsBackups())
+    if (!result.changed) {
+      console.log(`No Sage hooks in ${path}; nothing changed.`)
+    } else {
+      console.log(`Sage's hooks removed from ${path}`)
+      console.log(`  removed: ${result.removed.join(', ')}`)
+      if (result.deletedFile) console.log(`  ${path} was created by hooks install and holds nothing else: deleted`)
+      if (result.backupPath) console.log(`  backup of the previous file: ${result.backupPath}`)
     }
-    throw new Error(`unknown hooks action "${action}"; use install or uninstall`)
+    return 0
   }
 }
 

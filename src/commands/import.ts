@@ -1,8 +1,9 @@
-import { parseArgs } from 'node:util'
 import { importMemories, isMemoryExport, type MemoryImportSummary } from '../backup/memory-import.js'
-import { createHookNamespace, NAMESPACE_PATTERN } from '../hooks/hook-namespace.js'
-import { importTranscripts, type TranscriptImportProgress, type TranscriptImportSummary } from '../hooks/transcript-import.js'
+import { createHookNamespace } from '../hooks/hook-namespace.js'
+import { NAMESPACE_PATTERN, NAMESPACE_RULE } from '../memory/memory-schemas.js'
+import { importTranscripts, type TranscriptImportProgress, type TranscriptImportSummary } from '../client/transcript-import.js'
 import type { Command } from './command.js'
+import { parseCommandArgs, UsageError } from './parse-command-args.js'
 import { progressBar } from './progress-bar.js'
 
 const USAGE = `PATH [--url http://127.0.0.1:8765] [--key-env SAGE_API_KEY] [--namespace N] [--no-tool-calls]
@@ -14,26 +15,18 @@ export const importCommand: Command = {
   summary: 'import an export or Claude Code transcripts into a running Sage (again: nothing new is created)',
   usage: USAGE,
   async run(args) {
-    const { values, positionals } = parseArgs({
-      args,
-      allowPositionals: true,
-      options: {
-        url: { type: 'string', default: process.env.SAGE_URL ?? 'http://127.0.0.1:8765' },
-        'key-env': { type: 'string' },
-        namespace: { type: 'string' },
-        'no-tool-calls': { type: 'boolean', default: false },
-        help: { type: 'boolean', short: 'h', default: false }
-      }
-    })
-    if (values.help || positionals.length !== 1) {
-      console.log(`Usage: sage-memory import ${USAGE}`)
-      return values.help ? 0 : 2
-    }
+    const { values, positionals } = parseCommandArgs(args, {
+      url: { type: 'string', default: process.env.SAGE_URL ?? 'http://127.0.0.1:8765' },
+      'key-env': { type: 'string' },
+      namespace: { type: 'string' },
+      'no-tool-calls': { type: 'boolean', default: false }
+    }, true)
+    if (positionals.length !== 1) throw new UsageError(positionals.length === 0 ? 'name the PATH to import' : `unexpected argument "${positionals[1]}"`)
     const keyEnv = values['key-env'] ?? 'SAGE_API_KEY'
     const apiKey = process.env[keyEnv] || undefined
     if (values['key-env'] !== undefined && apiKey === undefined) throw new Error(`${keyEnv} is not set`)
     if (values.namespace !== undefined && !NAMESPACE_PATTERN.test(values.namespace)) {
-      throw new Error(`--namespace must be 1-128 characters of [A-Za-z0-9._:/@-], got "${values.namespace}"`)
+      throw new Error(`--namespace must be ${NAMESPACE_RULE}, got "${values.namespace}"`)
     }
 
     const path = positionals[0]!

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto'
-import { parseArgs } from 'node:util'
 import { parseApiKeys } from '../security/api-keys.js'
 import type { Command } from './command.js'
+import { parseCommandArgs, UsageError } from './parse-command-args.js'
 
 const USAGE = `new [--name NAME] [--scope PATTERN[,PATTERN…]] [--delete]
   prints a new key entry for SAGE_API_KEYS (or one line of SAGE_API_KEYS_FILE) and how the hooks use it;
@@ -17,21 +17,14 @@ export const keys: Command = {
   summary: 'make a new API key entry and say how to use it',
   usage: USAGE,
   async run(args) {
-    const { values, positionals } = parseArgs({
-      args,
-      allowPositionals: true,
-      options: {
-        name: { type: 'string', default: 'me' },
-        scope: { type: 'string', default: '*' },
-        delete: { type: 'boolean', default: false },
-        help: { type: 'boolean', short: 'h', default: false }
-      }
-    })
+    const { values, positionals } = parseCommandArgs(args, {
+      name: { type: 'string', default: 'me' },
+      scope: { type: 'string', default: '*' },
+      delete: { type: 'boolean', default: false }
+    }, true)
     const [action, ...rest] = positionals
-    if (values.help || action !== 'new' || rest.length > 0) {
-      console.log(`Usage: sage-memory keys ${USAGE}`)
-      return values.help ? 0 : 2
-    }
+    if (action !== 'new') throw new UsageError(action === undefined ? 'name the action: new' : `unknown action "${action}"; use new`)
+    if (rest.length > 0) throw new UsageError(`unexpected argument "${rest[0]}"`)
     const secret = newSecret()
     const entry = `${values.name}:${secret}=${values.scope}${values.delete ? ':delete' : ''}`
     // Refuses a bad name or scope with the parser's own message, never printing an entry Sage would not start with.

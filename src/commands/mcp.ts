@@ -1,6 +1,5 @@
 import { homedir } from 'node:os'
 import { join } from 'node:path'
-import { parseArgs } from 'node:util'
 import { MCP_AGENTS, mcpAgent } from '../mcp/mcp-agents.js'
 import { installMcp, mcpSettingsPath, uninstallMcp } from '../mcp/mcp-install.js'
 import { createSageConnection, SageUnreachableError } from '../mcp/sage-connection.js'
@@ -9,6 +8,7 @@ import { PACKAGE_ROOT } from '../package-root.js'
 import { sageUrl, SageUrlError } from '../sage-url.js'
 import type { Command } from './command.js'
 import { DEFAULT_SAGE_URL, settingsBackups } from './hooks.js'
+import { parseCommandArgs, UsageError } from './parse-command-args.js'
 
 const AGENTS = MCP_AGENTS.map((agent) => agent.id).join(', ')
 const USAGE = `[--namespace N]   MCP on stdin/stdout, forwarded to the Sage at $SAGE_URL (${DEFAULT_SAGE_URL}) with $SAGE_API_KEY
@@ -36,34 +36,25 @@ export const mcp: Command = {
   summary: 'serve MCP over stdio, or add Sage to an agent\'s MCP servers (or remove it)',
   usage: USAGE,
   async run(args) {
-    const { values, positionals } = parseArgs({
-      args,
-      allowPositionals: true,
-      options: {
-        project: { type: 'boolean', default: false },
-        user: { type: 'boolean', default: false },
-        local: { type: 'boolean', default: false },
-        url: { type: 'string' },
-        'key-env': { type: 'string' },
-        namespace: { type: 'string' },
-        stdio: { type: 'boolean', default: false },
-        'no-check': { type: 'boolean', default: false },
-        help: { type: 'boolean', short: 'h', default: false }
-      }
-    })
+    const { values, positionals } = parseCommandArgs(args, {
+      project: { type: 'boolean', default: false },
+      user: { type: 'boolean', default: false },
+      local: { type: 'boolean', default: false },
+      url: { type: 'string' },
+      'key-env': { type: 'string' },
+      namespace: { type: 'string' },
+      stdio: { type: 'boolean', default: false },
+      'no-check': { type: 'boolean', default: false }
+    }, true)
     const [action, ...agentIds] = positionals
-    if (values.help) {
-      console.log(`Usage: sage-memory mcp ${USAGE.replace(/\n(?! )/g, '\n       sage-memory mcp ')}`)
-      return 0
-    }
     const baseUrl = values.url ?? (process.env.SAGE_URL || DEFAULT_SAGE_URL)
     const url = sageMcpUrl(baseUrl, values.namespace)
     if (action === undefined) {
       serveStdioProxy(createSageConnection({ url, apiKey: process.env.SAGE_API_KEY || undefined }))
       return undefined
     }
-    if (action !== 'install' && action !== 'uninstall') throw new Error(`unknown mcp action "${action}"; use install or uninstall (or nothing, to serve on stdio)`)
-    if (agentIds.length === 0) throw new Error(`name the agents to ${action} Sage for: ${AGENTS}`)
+    if (action !== 'install' && action !== 'uninstall') throw new UsageError(`unknown action "${action}"; use install or uninstall (or nothing, to serve on stdio)`)
+    if (agentIds.length === 0) throw new UsageError(`name the agents to ${action} Sage for: ${AGENTS}`)
     const agents = agentIds.map(mcpAgent)
     const scopes = (['project', 'user', 'local'] as const).filter((scope) => values[scope])
     if (scopes.length > 1) throw new Error('choose one of --project, --user and --local')

@@ -1,10 +1,10 @@
 import { SingleBar } from 'cli-progress'
-import { parseArgs } from 'node:util'
 import type { ProgressInfo } from '@huggingface/transformers'
 import { embeddingModel, loadConfig, modelCacheDir, type Config } from '../config.js'
 import { listCachedModels } from '../embedder/model-cache.js'
 import { isCached, isModelFolder, loadLocalModel } from '../embedder/local-model.js'
 import type { Command } from './command.js'
+import { parseCommandArgs, UsageError } from './parse-command-args.js'
 
 const USAGE = `pull [model-id]   download a model into the model cache (default EMBEDDING_MODEL, else Xenova/all-MiniLM-L6-v2) and check it loads
 list [--json]     the models in the cache, their size and weights
@@ -86,16 +86,11 @@ export const models: Command = {
   summary: 'download a local embedding model ahead of time, and list the ones downloaded',
   usage: USAGE,
   async run(args) {
-    const { values, positionals } = parseArgs({
-      args,
-      allowPositionals: true,
-      options: { json: { type: 'boolean', default: false }, help: { type: 'boolean', short: 'h', default: false } }
-    })
+    const { values, positionals } = parseCommandArgs(args, { json: { type: 'boolean', default: false } }, true)
     const [action, model, ...extra] = positionals
-    if (values.help || (action !== 'pull' && action !== 'list') || extra.length > 0 || (action === 'list' && model !== undefined)) {
-      console.log(`Usage: sage-memory models ${USAGE.replace(/\n(?! )/g, '\n       sage-memory models ')}`)
-      return values.help ? 0 : 2
-    }
+    if (action !== 'pull' && action !== 'list') throw new UsageError(action === undefined ? 'name the action: pull or list' : `unknown action "${action}"; use pull or list`)
+    const unexpected = action === 'list' ? model : extra[0]
+    if (unexpected !== undefined) throw new UsageError(`unexpected argument "${unexpected}"`)
     const config = loadConfig()
     return action === 'pull' ? pull(config, model ?? embeddingModel(config, 'local')) : list(config, values.json)
   }

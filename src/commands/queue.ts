@@ -1,10 +1,10 @@
 import { Redis } from 'ioredis'
-import { parseArgs } from 'node:util'
 import { loadConfig } from '../config.js'
 import { listDeadLetters, queueStatus, replayDeadLetters } from '../queue/queue-admin.js'
 import { queueKeys } from '../queue/queue-keys.js'
 import { redisOptions } from '../redis/redis-clients.js'
 import type { Command } from './command.js'
+import { parseCommandArgs, UsageError } from './parse-command-args.js'
 
 const USAGE = `status [--json]                   depth, pending, oldest entry's age, live consumers, dead letters
 dead-letters [--limit N] [--json]  saves that failed QUEUE_MAX_ATTEMPTS times, with their errors
@@ -21,20 +21,14 @@ export const queue: Command = {
   summary: 'inspect the asynchronous save queue in Redis, list its dead letters and replay them',
   usage: USAGE,
   async run(args) {
-    const { values, positionals } = parseArgs({
-      args,
-      allowPositionals: true,
-      options: {
-        json: { type: 'boolean', default: false },
-        limit: { type: 'string', default: '20' },
-        all: { type: 'boolean', default: false },
-        help: { type: 'boolean', short: 'h', default: false }
-      }
-    })
+    const { values, positionals } = parseCommandArgs(args, {
+      json: { type: 'boolean', default: false },
+      limit: { type: 'string', default: '20' },
+      all: { type: 'boolean', default: false }
+    }, true)
     const [action, ...rest] = positionals
-    if (values.help || action === undefined) {
-      console.log(`Usage: sage-memory queue ${USAGE.replace(/\n(?! )/g, '\n       sage-memory queue ')}`)
-      return values.help ? 0 : 2
+    if (action !== 'status' && action !== 'dead-letters' && action !== 'replay') {
+      throw new UsageError(action === undefined ? 'name the action: status, dead-letters or replay' : `unknown action "${action}"; use status, dead-letters or replay`)
     }
     const config = loadConfig()
     if (!config.REDIS_URL) throw new Error('REDIS_URL is not set: without Redis every save is synchronous and there is no queue')
@@ -82,8 +76,6 @@ export const queue: Command = {
           console.log(`replayed ${moved} dead letter(s) onto ${keys.stream}`)
           return 0
         }
-        default:
-          throw new Error(`unknown action "${action}"; expected status, dead-letters or replay`)
       }
     } finally {
       redis.disconnect()

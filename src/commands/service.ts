@@ -1,10 +1,10 @@
 import { homedir } from 'node:os'
 import { join } from 'node:path'
-import { parseArgs } from 'node:util'
 import { PACKAGE_ROOT } from '../package-root.js'
 import { SERVICE_NAME } from '../service/service-files.js'
 import { installService, realRunner, serviceStatus, uninstallService, type ServiceContext } from '../service/user-service.js'
 import type { Command } from './command.js'
+import { parseCommandArgs, UsageError } from './parse-command-args.js'
 
 const USAGE = `install [--dry-run]    a systemd user unit (Linux) or a launchd agent (macOS): starts now and at every login
 uninstall [--dry-run]  stops it and removes the unit; the environment file and the data stay
@@ -15,16 +15,10 @@ export const service: Command = {
   summary: 'run Sage as your own background service (systemd user unit or launchd agent)',
   usage: USAGE,
   async run(args) {
-    const { values, positionals } = parseArgs({
-      args,
-      allowPositionals: true,
-      options: { 'dry-run': { type: 'boolean', default: false }, help: { type: 'boolean', short: 'h', default: false } }
-    })
+    const { values, positionals } = parseCommandArgs(args, { 'dry-run': { type: 'boolean', default: false } }, true)
     const [action, ...rest] = positionals
-    if (values.help || action === undefined || rest.length > 0) {
-      console.log(`Usage: sage-memory service ${USAGE.replace(/\n(?! )/g, '\n       sage-memory service ')}`)
-      return values.help ? 0 : 2
-    }
+    if (action === undefined) throw new UsageError('name the action: install, uninstall or status')
+    if (rest.length > 0) throw new UsageError(`unexpected argument "${rest[0]}"`)
     const context: ServiceContext = {
       platform: process.platform,
       home: homedir(),
@@ -67,7 +61,7 @@ export const service: Command = {
         return status.installed && status.ready.status === 200 ? 0 : 1
       }
       default:
-        throw new Error(`unknown service action "${action}"; use install, uninstall or status`)
+        throw new UsageError(`unknown action "${action}"; use install, uninstall or status`)
     }
   }
 }

@@ -1,7 +1,5 @@
 // Arrays of text, uuid and timestamptz as query parameters in Postgres's binary form, as vector-param.ts does for
-// vectors. A save's insert sends a batch as a dozen such arrays; in text form node-pg escapes every element
-// and Postgres parses it back (array_in was 3.5% of Postgres's CPU in a batch ingest). Binary, Postgres CPU per
-// inserted memory fell from 88-91 µs to 80-81 µs in interleaved runs, and the client's cost fell a little too.
+// vectors: a save's insert sends a dozen such arrays, and text would be escaped here and parsed again there (BENCHMARKS.md, "Reading these results").
 
 /** Built-in type oids: fixed in every Postgres (and PGlite), unlike the vector extension's. */
 const TEXT_OID = 25

@@ -1,6 +1,5 @@
-// Vectors as query parameters in pgvector's binary form, which both pg and PGlite send as binary for a Buffer.
-// The text form cost 110-120 µs a 384-dimension vector to write (a shortest-digits conversion per component) and
-// 30-50 µs for Postgres to parse; the binary form is a copy and a byte swap (6-9 µs, and 7 µs to read).
+// Vectors as query parameters in pgvector's binary form, which both pg and PGlite send as binary for a Buffer:
+// a copy and a byte swap, where text is a number conversion per component each way (BENCHMARKS.md, "Reading these results").
 
 import { ARRAY_HEADER, writeArrayHeader } from './array-params.js'
 

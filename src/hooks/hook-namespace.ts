@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto'
 import { access } from 'node:fs/promises'
 import { dirname, isAbsolute, join } from 'node:path'
 import { LRUCache } from 'lru-cache'
+import { NAMESPACE_CHARS, NAMESPACE_MAX_LENGTH, NAMESPACE_PATTERN, NAMESPACE_RULE } from '../memory/memory-schemas.js'
 import { DEFAULT_NAMESPACE } from '../memory/memory-service.js'
 
 /**
@@ -13,7 +14,10 @@ import { DEFAULT_NAMESPACE } from '../memory/memory-service.js'
  */
 export type HookNamespace = (cwd: string | undefined) => Promise<string>
 
-export const NAMESPACE_PATTERN = /^[A-Za-z0-9._:/@-]{1,128}$/
+// Re-exported for the hook's route, which checks ?namespace= with it.
+export { NAMESPACE_PATTERN }
+
+const OUTSIDE_NAMESPACE_CHARS = new RegExp(`[^${NAMESPACE_CHARS}]+`, 'g')
 
 const CACHE_SIZE = 1_000
 /** A repository created after the first call is noticed within this. */
@@ -40,7 +44,7 @@ export function parseNamespaceMap(text: string | undefined): NamespaceMapping[] 
     const namespace = pair.slice(at + 1).trim()
     if (at < 0 || prefix === '') throw new Error(`HOOK_NAMESPACE_MAP: "${pair.trim()}" is not PATH=NAMESPACE`)
     if (!NAMESPACE_PATTERN.test(namespace)) {
-      throw new Error(`HOOK_NAMESPACE_MAP: namespace "${namespace}" must be 1-128 characters of [A-Za-z0-9._:/@-]`)
+      throw new Error(`HOOK_NAMESPACE_MAP: namespace "${namespace}" must be ${NAMESPACE_RULE}`)
     }
     mappings.push({ prefix, namespace })
   }
@@ -53,9 +57,9 @@ export function sanitizeNamespace(name: string): string {
   const folded = name
     .normalize('NFKD')
     .replace(/\p{M}+/gu, '')
-    .replace(/[^A-Za-z0-9._:/@-]+/g, '-')
+    .replace(OUTSIDE_NAMESPACE_CHARS, '-')
     .replace(/^[-.]+|[-.]+$/g, '')
-    .slice(0, 128)
+    .slice(0, NAMESPACE_MAX_LENGTH)
   if (folded !== '') return folded
   if (name.trim() === '') return DEFAULT_NAMESPACE
   // A name with no ASCII letters at all (e.g. Cyrillic) still gets a namespace of its own.

@@ -2,15 +2,9 @@ import type { EmbedderKind } from '../embedder/embedder.js'
 import type { RecallHit } from '../memory/memory-schemas.js'
 
 /**
- * When a recalled memory is worth the agent's context (docs/hooks.md, "Only what is relevant"). Measured with the
- * built-in lexical embedder on the hook's labelled prompts (test/fixtures/recall/hook-prompts.json, run by
- * `npm run bench:recall`) and on the hook's tests: the right memories held two or more of the prompt's terms, the
- * best memory for an unrelated prompt one ("write", "rename", "json"). So a hit must hold HOOK_MIN_MATCHED_TERMS of
- * the prompt's terms (all of them for a one-term prompt), unless a semantic embedder finds it close by meaning alone
- * (HOOK_STRONG_VECTOR), which lets paraphrases through; a lexical embedder's similarity is shared words again. The
- * score floor only refuses the faintest matches: BM25 weighs a project's everyday words little, and a rare word of
- * the prompt (held by the prompt itself, saved a moment before) takes most of the weight, so memories sharing three
- * everyday words with the prompt scored 0.05-0.07 and are still the right ones.
+ * When a recalled memory is worth the agent's context (docs/hooks.md, "Only what is relevant"): it holds
+ * HOOK_MIN_MATCHED_TERMS of the prompt's terms (all of a one-term prompt's), or a semantic embedder finds it close by
+ * meaning alone (HOOK_STRONG_VECTOR); the score floor refuses only the faintest matches (BENCHMARKS.md, "Figures behind the code").
  */
 export const HOOK_MIN_SCORE = 0.03
 export const HOOK_MIN_MATCHED_TERMS = 2

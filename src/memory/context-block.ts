@@ -8,7 +8,8 @@ export function estimateTokens(text: string): number {
   return Math.ceil((text.length - cjk) / 4 + cjk)
 }
 
-function cutToTokens(text: string, tokens: number): string {
+/** `text` cut to at most `tokens` (by estimateTokens), with an ellipsis where it was cut. */
+export function cutToTokens(text: string, tokens: number): string {
   if (estimateTokens(text) <= tokens) return text
   let low = 0
   let high = text.length
@@ -21,7 +22,8 @@ function cutToTokens(text: string, tokens: number): string {
   return `${text.slice(0, low).trimEnd()}…`
 }
 
-const oneLine = (text: string) => text.replace(/\s+/g, ' ').trim()
+/** All white space folded to single spaces. */
+export const oneLine = (text: string) => text.replace(/\s+/g, ' ').trim()
 
 /**
  * One block of plain facts, ready to inject into an agent's context: a heading, then one line per memory

@@ -1,6 +1,6 @@
 import { Type, type Static } from 'typebox'
 
-/** The HTTP shapes of ../shared/api-contract.md, once: validation, types, serialisation and OpenAPI all come from here. */
+/** The HTTP API's shapes, once: validation, types, serialisation and OpenAPI all come from here. */
 
 export const ROLES = ['user', 'assistant', 'system', 'tool', 'note'] as const
 export type Role = (typeof ROLES)[number]
@@ -18,11 +18,18 @@ export const LIMITS = {
   tokenBudget: 100_000
 } as const
 
+/** What a namespace may hold, once: the HTTP schema, the hooks' namespaces, the commands and API key scopes all check this. */
+export const NAMESPACE_CHARS = 'A-Za-z0-9._:/@-'
+export const NAMESPACE_MAX_LENGTH = 128
+export const NAMESPACE_PATTERN = new RegExp(`^[${NAMESPACE_CHARS}]{1,${NAMESPACE_MAX_LENGTH}}$`)
+/** The rule in words, for error messages: "must be …". */
+export const NAMESPACE_RULE = `1-${NAMESPACE_MAX_LENGTH} characters of [${NAMESPACE_CHARS}]`
+
 export const Namespace = Type.String({
   minLength: 1,
-  maxLength: 128,
-  pattern: '^[A-Za-z0-9._:/@-]+$',
-  description: 'Isolation unit: a project, a team, a user. 1-128 of [A-Za-z0-9._:/@-]',
+  maxLength: NAMESPACE_MAX_LENGTH,
+  pattern: `^[${NAMESPACE_CHARS}]+$`,
+  description: `Isolation unit: a project, a team, a user. 1-${NAMESPACE_MAX_LENGTH} of [${NAMESPACE_CHARS}]`,
   examples: ['my-project']
 })
 export const SessionId = Type.String({ minLength: 1, maxLength: 256, description: 'The agent session this belongs to' })

@@ -30,8 +30,7 @@ export interface RecallOptions {
   /**
    * When at most this many memories match (the namespace, or the namespace under the recall's filters), their
    * vectors are compared exactly instead of through the graph (0: never). The graph holds every namespace's vectors,
-   * and a filtered HNSW scan walks past the others' to find a few of its own: measured beside 66,000 other memories,
-   * a namespace of 600 took 74-83 ms through the graph.
+   * and a filtered HNSW scan walks past the others' to find a few of its own (BENCHMARKS.md, "Reading these results").
    */
   exactSearchMaxRows?: number
   /** Sets the vector side's weight in hybrid mode (recall-ranking.ts VECTOR_WEIGHT). */

@@ -43,7 +43,7 @@ export function createVectorBacklog(db: Queryable) {
     /**
      * Housekeeping once the indexer emptied the backlog, for stores no autovacuum looks after (PGlite has none; a
      * Postgres's may lag a bulk import): recalls read the backlog's dead entries and the full-text index's pending
-     * list until they are vacuumed or merged (at 100,000 memories: about 1 ms of each recall). Both are quick.
+     * list until they are vacuumed or merged (BENCHMARKS.md, "Figures behind the code"). Both are quick.
      */
     async tidy(): Promise<void> {
       // SKIP_LOCKED: when another replica or autovacuum is at it already, there is nothing to add.

@@ -41,8 +41,8 @@ const SWEEP_EVERY_MS = 60 * 60_000
 const COUNT_EVERY_MS = 1_000
 /**
  * While saves arrive faster than the indexer moves vectors into the graph, the backlog grows whatever it does, and
- * indexing during the burst would only take the database from the saves (measured: 1,400 against 2,000 single saves
- * a second at c=32). So past maxDeferred it still waits for a pause then, but for at most this long: a burst is
+ * indexing during the burst would only take the database from the saves (BENCHMARKS.md, "Reading these results").
+ * So past maxDeferred it still waits for a pause then, but for at most this long: a burst is
  * absorbed at full speed and indexed after it; a load that never pauses gets indexing's share again.
  */
 const OVERLOAD_MAX_WAIT_MS = 30_000

@@ -1,5 +1,6 @@
 import { createHash, timingSafeEqual } from 'node:crypto'
 import { readFile, stat } from 'node:fs/promises'
+import { NAMESPACE_CHARS, NAMESPACE_MAX_LENGTH } from '../memory/memory-schemas.js'
 
 /**
  * API keys and their scopes.
@@ -32,7 +33,8 @@ export const KEY_FORMAT = 'name:secret=scope[,scope…][:delete]'
 const NAME = /^[A-Za-z0-9._-]{1,64}$/
 // Printable ASCII except space and ';' (the entry separator).
 const SECRET = /^[\x21-\x3a\x3c-\x7e]{16,512}$/
-const SCOPE = /^(?:\*|[A-Za-z0-9._:/@-]{1,128}\*?)$/
+// `*`, or a namespace, or a namespace prefix ending in `*`.
+const SCOPE = new RegExp(`^(?:\\*|[${NAMESPACE_CHARS}]{1,${NAMESPACE_MAX_LENGTH}}\\*?)$`)
 const DELETE_SUFFIX = ':delete'
 
 const sha256 = (text: string) => createHash('sha256').update(text, 'utf8').digest()

@@ -18,7 +18,7 @@ const TOKEN_CHAR = 'A-Za-z0-9_-'
 
 /**
  * A token that starts with `prefix` where no token character precedes it (so `xsk-…` inside a longer run does not count).
- * The boundary is checked after the prefix, not before it: a regex that opens with a literal scans several times faster.
+ * The boundary is checked after the prefix, not before it: a regex that opens with a literal scans faster (BENCHMARKS.md, "Figures behind the code").
  */
 function token(prefix: string, body: string, boundaryChars = TOKEN_CHAR): RegExp {
   return new RegExp(`(?:${prefix})(?<![${boundaryChars}](?:${prefix}))${body}`, 'g')
@@ -222,7 +222,7 @@ export const secretPatterns: readonly SecretPattern[] = [
     needles: ['sig=']
   },
   {
-    // HTTP Authorization credentials wherever they appear (headers, curl -H, logs). Opens on `earer|asic`: a leading [Bb] scans 4x slower.
+    // HTTP Authorization credentials wherever they appear (headers, curl -H, logs). Opens on `earer|asic`: a leading [Bb] scans slower.
     kind: 'bearer-token',
     regex: /(?:earer|asic)(?<=(?:^|[^A-Za-z0-9_-])[Bb](?:earer|asic))[ \t]+(?<secret>[A-Za-z0-9._~+/-]{12,}=*)/g,
     needles: ['earer', 'asic'],

@@ -56,6 +56,11 @@ describe('sage-memory doctor against a live Sage', () => {
     const { project, home, env, doctor } = await sandbox(t)
     assert.equal((await cli(['hooks', 'install', '--key-env', 'SAGE_API_KEY'], project, home, env)).code, 0)
     await writeFile(join(project, '.mcp.json'), JSON.stringify({ mcpServers: { sage: { command: 'sage-memory', args: ['mcp'] }, other: { command: 'x' } } }))
+    // Agents that keep their servers under other keys and name the URL otherwise are found too.
+    await mkdir(join(project, '.vscode'))
+    await writeFile(join(project, '.vscode', 'mcp.json'), JSON.stringify({ servers: { sage: { type: 'http', url: `${url}/mcp` } } }))
+    await mkdir(join(home, '.codeium', 'windsurf'), { recursive: true })
+    await writeFile(join(home, '.codeium', 'windsurf', 'mcp_config.json'), JSON.stringify({ mcpServers: { sage: { serverUrl: `${url}/mcp` } } }))
     const seeded = await app.inject({
       method: 'POST', url: '/v1/memories/batch', headers: { authorization: `Bearer ${SECRET}` },
       payload: { items: [
@@ -72,7 +77,9 @@ describe('sage-memory doctor against a live Sage', () => {
     assert.match(result.stdout, new RegExp(`^ok    Sage answers at ${url} and is ready$`, 'm'))
     assert.match(result.stdout, /^ok {4}the key in SAGE_API_KEY is accepted: "dev", scopes \*, may delete$/m)
     assert.match(result.stdout, new RegExp(`^ok {4}Claude Code, project \\(.*settings\\.json\\): Sage's hooks for SessionStart, UserPromptSubmit, Stop, SubagentStop, PostCompact -> ${url}$`, 'm'))
-    assert.match(result.stdout, /^ok {4}MCP, project \(.*\.mcp\.json\): MCP server "sage" -> sage-memory mcp$/m)
+    assert.match(result.stdout, /^ok {4}Claude Code MCP, project \(.*\.mcp\.json\): MCP server "sage" -> sage-memory mcp$/m)
+    assert.match(result.stdout, new RegExp(`^ok {4}VS Code MCP, project \\(.*mcp\\.json\\): MCP server "sage" -> ${url}/mcp$`, 'm'))
+    assert.match(result.stdout, new RegExp(`^ok {4}Windsurf MCP, user \\(.*mcp_config\\.json\\): MCP server "sage" -> ${url}/mcp$`, 'm'))
     assert.doesNotMatch(result.stdout, /"other"/)
     assert.match(result.stdout, /^ok {4}project setting: on \(no \.sage\.json\)/m)
     assert.match(result.stdout, /^ok {4}this folder's namespace: billing$/m)

@@ -7,7 +7,7 @@ import type { AddressInfo } from 'node:net'
 import { after, before, test, type TestContext } from 'node:test'
 import { promisify } from 'node:util'
 import type { FastifyInstance } from 'fastify'
-import { isSageHook, SAGE_HOOK_EVENTS } from '../../src/hooks/claude-settings.js'
+import { isSageHook, SAGE_HOOK_EVENTS } from '../../src/client/claude-settings.js'
 import { backends, buildTestApp, REPO_ROOT, type TestStore } from '../helper.js'
 
 const run = promisify(execFile)
@@ -139,8 +139,13 @@ test('hooks refuses what it cannot do, and says why', async (t) => {
   assert.equal(broken.code, 1)
   assert.match(broken.stderr, /is not valid JSON .*nothing was changed/)
   assert.equal(await readFile(join(project, '.claude', 'settings.local.json'), 'utf8'), '{ not json')
-  assert.equal((await cli(['hooks', 'frobnicate'], project, home)).code, 1)
+  const unknown = await cli(['hooks', 'frobnicate'], project, home)
+  assert.equal(unknown.code, 2)
+  assert.match(unknown.stderr, /^sage-memory hooks: unknown action "frobnicate"; use install or uninstall\n\nUsage: sage-memory hooks install /)
   assert.equal((await cli(['hooks'], project, home)).code, 2)
+  const typo = await cli(['hooks', 'install', '--namspace', 'x'], project, home)
+  assert.equal(typo.code, 2)
+  assert.match(typo.stderr, /^sage-memory hooks: unknown option --namspace\n\nUsage: /)
 })
 
 test('hooks install honours SAGE_URL, and refuses a URL where nothing answers unless told --no-check', async (t) => {

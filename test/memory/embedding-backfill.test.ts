@@ -2,7 +2,7 @@ import assert from 'node:assert/strict'
 import { after, before, describe, test } from 'node:test'
 import { OpenAIEmbedder } from '../../src/embedder/openai-embedder.js'
 import { LexicalEmbedder } from '../../src/embedder/lexical-embedder.js'
-import { bindEmbedder, EmbedderMismatchError, rebindEmbedder } from '../../src/memory/embedder-binding.js'
+import { bindEmbedder, EmbedderMismatchError, rebindEmbedder } from '../../src/db/embedder-binding.js'
 import { backends, buildTestApp, type TestStore } from '../helper.js'
 import { startEmbeddingServer, type EmbeddingServer } from '../support/embedding-server.js'
 

@@ -20,6 +20,7 @@
  */
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
+import { seededRandom } from './seeded-random.js'
 
 export interface EmbeddingServerBehaviour {
   /** Length of the vectors returned. Default 384. A `"dimensions"` field in a request overrides it, as OpenAI does. */
@@ -178,7 +179,8 @@ export function deterministicEmbedding(text: string, dimension: number): number[
 }
 
 function addDirection(vector: number[], key: string, weight: number): void {
-  const next = mulberry32(fnv1a(key))
+  // Seeded by the key, so each key always yields the same direction.
+  const next = seededRandom(fnv1a(key))
   for (let i = 0; i < vector.length; i++) vector[i] = (vector[i] ?? 0) + weight * (next() * 2 - 1)
 }
 
@@ -189,17 +191,6 @@ function fnv1a(text: string): number {
     hash = Math.imul(hash, 0x01000193)
   }
   return hash >>> 0
-}
-
-/** A small seeded generator, so each key always yields the same direction. */
-function mulberry32(seed: number): () => number {
-  let state = seed
-  return () => {
-    state = (state + 0x6d2b79f5) | 0
-    let t = Math.imul(state ^ (state >>> 15), 1 | state)
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
 }
 
 function readBody(req: IncomingMessage): Promise<string> {

@@ -1,5 +1,6 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
+import { createWriteStream } from 'node:fs'
 import { createServer } from 'node:net'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
@@ -25,16 +26,26 @@ export async function freePort(): Promise<number> {
   return port
 }
 
-/** Starts the built service (`node dist/src/cli.js serve`) as its own process and waits until /health answers. */
-export async function startSage(env: Record<string, string>, timeoutMs = 30_000): Promise<SageProcess> {
+/**
+ * Starts the built service (`node dist/src/cli.js serve`) as its own process, with only `env` (and PATH) as its
+ * environment, and waits until /health answers. With `logFile`, its output is also appended there, to be read after a long run.
+ */
+export async function startSage(env: Record<string, string>, timeoutMs = 30_000, { logFile }: { logFile?: string } = {}): Promise<SageProcess> {
   const port = env.PORT ?? String(await freePort())
   const child = spawn(process.execPath, [join(REPO_ROOT, 'dist/src/cli.js'), 'serve'], {
     env: { PATH: process.env.PATH ?? '', HOST: '127.0.0.1', LOG_LEVEL: 'warn', ...env, PORT: port },
     stdio: ['ignore', 'pipe', 'pipe']
   })
   let output = ''
-  child.stdout!.on('data', (chunk: Buffer) => (output += chunk.toString()))
-  child.stderr!.on('data', (chunk: Buffer) => (output += chunk.toString()))
+  const log = logFile === undefined ? undefined : createWriteStream(logFile, { flags: 'a' })
+  for (const stream of [child.stdout!, child.stderr!]) {
+    stream.on('data', (chunk: Buffer) => {
+      output += chunk.toString()
+      log?.write(chunk)
+    })
+  }
+  // 'close' comes after the last output, where 'exit' may not.
+  if (log) child.once('close', () => log.end())
   const exited = once(child, 'exit').then(([code, signal]) => (code ?? signal) as number | NodeJS.Signals | null)
   const url = `http://127.0.0.1:${port}`
   const deadline = Date.now() + timeoutMs

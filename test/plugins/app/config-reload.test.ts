@@ -17,6 +17,9 @@ const SECRET = 'reload-secret-0123456789abcdef'
 // A long hook deadline: on a busy machine the default 250 ms can pass before the context is made.
 const BASE = 'LOG_LEVEL=info\nSAGE_DATA_DIR=:memory:\nRECALL_EXACT_MAX_MEMORIES=0\nHOOK_DEADLINE_MS=10000\n'
 
+// Distinct words per memory, so the recall does not collapse them as near-copies of one fact.
+const DETAILS = 'cursor offset index shard replica vacuum analyze checkpoint wal segment buffer sequence trigger partition tablespace'.split(' ').flatMap((w) => [w, `${w}s`, `re${w}`])
+
 const prompt = (text: string) => ({
   hook_event_name: 'UserPromptSubmit',
   session_id: 'now',
@@ -62,7 +65,7 @@ describe('SIGHUP reloads the environment file: live settings change, the rest wa
     for (let i = 0; i < 12; i++) {
       await app.inject({
         method: 'POST', url: '/v1/memories',
-        payload: { namespace: 'reload', session_id: `old-${i}`, role: 'assistant', content: `Ledger export pagination note ${i}: keyset pagination keeps it fast. ${'More detail. '.repeat(30)}` }
+        payload: { namespace: 'reload', session_id: `old-${i}`, role: 'assistant', content: `Ledger export pagination note ${i}: keyset pagination keeps it fast. ${DETAILS.map((word) => `${word}-${i}`).join(' ')}` }
       })
     }
     const wide = await contextTokens()

@@ -14,7 +14,7 @@ import {
   type TranscriptMemory,
   type TranscriptParseOptions,
   type TranscriptStats
-} from '../../src/hooks/claude-transcript.js'
+} from '../../src/client/claude-transcript.js'
 
 // The shared fixture; a copy inside the repository wins so the suite also runs outside this workspace.
 const FIXTURE = [

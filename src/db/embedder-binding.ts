@@ -1,7 +1,7 @@
-import type { Database, Queryable } from '../db/database.js'
+import type { Database, Queryable } from './database.js'
 import type { Embedder } from '../embedder/embedder.js'
 
-/** Same key as migrations: binding runs right after them, and replicas must not race on the index. */
+/** An advisory lock of its own (migrations hold another): replicas starting together must not race on the binding or the index. */
 const BINDING_LOCK_KEY = 7_286_813_002
 
 interface Binding {

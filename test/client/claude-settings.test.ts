@@ -16,7 +16,7 @@ import {
   settingsPathFor,
   uninstallHooks,
   type CommandHook
-} from '../../src/hooks/claude-settings.js'
+} from '../../src/client/claude-settings.js'
 
 const BASE = 'http://127.0.0.1:8765'
 

@@ -1,5 +1,5 @@
-import { BatchUploadError, createBatchUpload } from '../client/batch-upload.js'
-import type { HookNamespace } from './hook-namespace.js'
+import { BatchUploadError, createBatchUpload } from './batch-upload.js'
+import type { HookNamespace } from '../hooks/hook-namespace.js'
 import {
   addTranscriptStats,
   emptyTranscriptStats,
