@@ -25,8 +25,8 @@ export interface ContentAnalyzer {
 const WORKER_URL = new URL(import.meta.url.endsWith('.ts') ? './content-analysis-worker.ts' : './content-analysis-worker.js', import.meta.url).href
 
 /**
- * Tokenizing, redacting and embedding a long text take milliseconds per 10,000 characters, and a 10 MB batch is a
- * thousand of those: done on the event loop they held every other request for seconds. Long texts go to a pool of
+ * Tokenizing, redacting and embedding grow with the text, and a 10 MB batch done on the event loop would hold every
+ * other request until it ended. Long texts go to a pool of
  * worker threads (piscina), started at the first one, leaving a core for the event loop and yielding it the CPU; short ones are done
  * in place, in slices that let the event loop turn in between.
  */

@@ -173,7 +173,7 @@ export function toMemory(row: MemoryRow): Memory {
 
 /**
  * Content one INSERT statement carries at most (a memory longer than that goes alone): PGlite runs a statement on
- * the event loop, and a statement of 10 MB of text held it for seconds; pieces let it turn in between.
+ * the event loop, and pieces let it turn in between the statements of one large batch.
  */
 const INSERT_CHUNK_CHARS = 200_000
 

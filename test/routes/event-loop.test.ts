@@ -43,8 +43,8 @@ for (const backend of backends()) {
   describe(`large legal bodies and the event loop on ${backend.name}`, () => {
     const suite = useListeningApp(backend, { RATE_LIMIT_MAX: 0 }, { backfill: false, vectorIndexer: false, termStatisticsFolder: false })
 
-    // PGlite runs each statement in the service's own thread: inserting 100 KB of random text there takes about a
-    // second of it (README, Reliability), which no worker pool can take off the event loop.
+    // PGlite runs each statement in the service's own thread, which no worker pool can take off the event loop
+    // (README, Operations: "Large bodies and the event loop").
     const skip = backend.name === 'pglite' && 'the embedded store writes on the event loop'
     test('10 MB batches and hook bodies as large as allowed leave other requests waiting under 50 ms at p99', { skip, timeout: 600_000 }, async () => {
       const { url } = suite
