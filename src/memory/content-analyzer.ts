@@ -26,9 +26,9 @@ const WORKER_URL = new URL(import.meta.url.endsWith('.ts') ? './content-analysis
 
 /**
  * Tokenizing, redacting and embedding grow with the text, and a 10 MB batch done on the event loop would hold every
- * other request until it ended. Long texts go to a pool of
- * worker threads (piscina), started at the first one, leaving a core for the event loop and yielding it the CPU; short ones are done
- * in place, in slices that let the event loop turn in between.
+ * other request until it ended. Long texts go to a pool of worker threads (piscina), started at the first one,
+ * leaving a core for the event loop and yielding it the CPU; short ones are done in place, in slices that let the
+ * event loop turn in between.
  */
 export function createContentAnalyzer(options: { thresholdChars?: number; maxThreads?: number } = {}): ContentAnalyzer {
   const threshold = options.thresholdChars ?? WORKER_THRESHOLD_CHARS
