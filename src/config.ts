@@ -69,6 +69,7 @@ export const ConfigSchema = Type.Object({
   // Hooks (issue: Claude Code hooks).
   HOOK_DEADLINE_MS: Type.Integer({ default: 250, minimum: 10, maximum: 30000, description: 'Every hook answer comes within this' }),
   HOOK_TOKEN_BUDGET: Type.Integer({ default: 1500, minimum: 50, maximum: 20000, description: 'Tokens of context a hook injects at most' }),
+  HOOK_BODY_LIMIT_BYTES: Type.Integer({ default: 2097152, minimum: 1024, description: 'Largest body of POST /hooks/claude-code: room for a prompt many times the 100,000 characters a memory keeps (a longer prompt is cut to them, with a marker); a larger body is answered {} and saves nothing' }),
   HOOK_NAMESPACE_MAP: Type.Optional(Type.String({ description: 'cwd prefix to namespace mappings, e.g. "/src/billing=billing,/src/web=web"' })),
 
   // What the page at /ui shows: the trace of each injection, kept within these bounds.

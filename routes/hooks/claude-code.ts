@@ -48,7 +48,6 @@ const claudeCode: FastifyPluginAsyncTypebox = async (fastify) => {
     },
     embedderKind: fastify.embedder.kind,
     registry: fastify.metrics.registry,
-    queue: fastify.hasDecorator('saveQueue') ? fastify.saveQueue : undefined,
     injections: fastify.injections,
     projectMode: createProjectMode()
   })
@@ -70,7 +69,7 @@ const claudeCode: FastifyPluginAsyncTypebox = async (fastify) => {
   })
 
   fastify.post('/claude-code', {
-    bodyLimit: fastify.config.BATCH_BODY_LIMIT_BYTES,
+    bodyLimit: fastify.config.HOOK_BODY_LIMIT_BYTES,
     schema: {
       tags: ['hooks'],
       summary: 'Claude Code hook: save the turn, answer with relevant memories',

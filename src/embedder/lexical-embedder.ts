@@ -71,7 +71,8 @@ export class LexicalEmbedder implements Embedder {
     return texts.map((text, i) => this.embedText(text, terms[i]))
   }
 
-  private embedText(text: string, known?: readonly string[]): number[] {
+  /** One text's vector, synchronously (the content analyzer calls it inside its workers). */
+  embedText(text: string, known?: readonly string[]): number[] {
     const sums = this.sums
     sums.fill(0)
     const terms = known ?? tokenize(text)

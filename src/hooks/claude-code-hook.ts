@@ -8,7 +8,6 @@ import { LIMITS, type Memory, type MemoryInput } from '../memory/memory-schemas.
 import type { EmbedderKind } from '../embedder/embedder.js'
 import { NAMESPACE_PATTERN, type HookNamespace } from './hook-namespace.js'
 import { judgeRelevance, SUMMARY_TAG } from './hook-relevance.js'
-import type { SaveQueue } from '../queue/save-queue.js'
 import { createSaveRetryBuffer, type SaveRetryBuffer } from './save-retry-buffer.js'
 import { tracedHit, type InjectionLog } from './injection-log.js'
 import type { Injection, InjectionOutcome, TracedHit } from './injection-store.js'
@@ -49,9 +48,7 @@ export interface HookDryRun {
 }
 
 export interface ClaudeCodeHookDeps {
-  memories: Pick<MemoryService, 'save' | 'recall' | 'list' | 'sessions' | 'prepare'>
-  /** The Redis save queue: when enabled, saves go through it (durable at once) instead of straight to the store. */
-  queue?: Pick<SaveQueue, 'enabled' | 'submit'>
+  memories: Pick<MemoryService, 'save' | 'recall' | 'list' | 'sessions'>
   namespaceOf: HookNamespace
   log: FastifyBaseLogger
   /** Every answer within this many milliseconds of the request's arrival (HOOK_DEADLINE_MS). */
@@ -126,10 +123,9 @@ export function createClaudeCodeHook(deps: ClaudeCodeHookDeps): ClaudeCodeHook {
   const metrics = deps.registry ? hookMetrics(deps.registry) : undefined
   const count = (event: EventLabel, outcome: HookOutcome) => metrics?.requests.inc({ event, outcome })
 
-  /** Queued when Redis is configured (the queue saves synchronously while Redis is away), else saved now. */
+  /** Queued when Redis is configured (durable at once; saved now while Redis is away), else saved now. */
   async function store(input: MemoryInput, idempotencyKey: string): Promise<string | undefined> {
-    if (!deps.queue?.enabled) return (await memories.save(input, { idempotencyKey, kind: 'hook' })).id
-    const outcome = await deps.queue.submit([[memories.prepare(input, '', idempotencyKey)]], 'hook')
+    const outcome = await memories.save({ memory: input }, { kind: 'hook', idempotencyKey, respondAsync: true })
     return outcome.queued ? outcome.ids[0] : outcome.results[0]?.id
   }
 
@@ -346,7 +342,7 @@ export function createClaudeCodeHook(deps: ClaudeCodeHookDeps): ClaudeCodeHook {
         const event = payload.event
         const injection: HookDryRun['injection'] = note.namespace !== undefined && note.outcome !== undefined && (event === 'UserPromptSubmit' || event === 'SessionStart')
           ? {
-              namespace: note.namespace, session_id: payload.sessionId ?? null, event, prompt: event === 'UserPromptSubmit' ? (payload.text('prompt') ?? null) : null,
+              namespace: note.namespace, session_id: payload.sessionId ?? null, event, prompt: event === 'UserPromptSubmit' ? tracedPrompt(payload.text('prompt')) : null,
               outcome: note.outcome, hits: note.hits, took_ms: Math.round((performance.now() - started) * 100) / 100
             }
           : null
@@ -410,11 +406,23 @@ function boundedId(value: unknown): string | undefined {
   return typeof value === 'string' && value.trim() !== '' && value.length <= 256 ? value : undefined
 }
 
-/** Longer text is cut rather than refused: the start of a huge prompt is still worth remembering. */
-function capContent(text: string): { content: string; truncated: boolean } {
+/** Longer text is cut rather than refused: the start of a huge prompt is still worth remembering, and the marker says it was cut. */
+export function capContent(text: string): { content: string; truncated: boolean } {
   if (text.length <= LIMITS.contentChars) return { content: text, truncated: false }
-  const end = /[\uD800-\uDBFF]/.test(text.charAt(LIMITS.contentChars - 1)) ? LIMITS.contentChars - 1 : LIMITS.contentChars
-  return { content: text.slice(0, end), truncated: true }
+  const marker = truncationMarker(text.length)
+  let end = LIMITS.contentChars - marker.length
+  if (/[\uD800-\uDBFF]/.test(text.charAt(end - 1))) end--
+  return { content: text.slice(0, end) + marker, truncated: true }
+}
+
+/** The prompt as an injection trace keeps it: cut like the saved memory, so a huge prompt is not normalised and stored whole. */
+function tracedPrompt(prompt: string | undefined): string | null {
+  return prompt === undefined ? null : capContent(prompt).content
+}
+
+/** Ends a text cut to the content limit; its length depends only on the original's. */
+export function truncationMarker(originalChars: number): string {
+  return `\n[truncated by Sage: the first part of ${originalChars} characters]`
 }
 
 /** A memory the session digest quoted (`pushed`) or had no room for. */

@@ -67,9 +67,11 @@ const label = (memory: { created_at: string; role: Role; tags: string[] }) =>
  * Every save of a tool goes through here, so the service's save entry point is named once. The same text saved
  * again in a namespace answers the first memory (an agent often repeats itself), keyed by a hash of the content.
  */
-function saveMemory(memories: MemoryService, input: MemoryInput) {
+async function saveMemory(memories: MemoryService, input: MemoryInput): Promise<SaveResult> {
   const idempotencyKey = `mcp:remember:${createHash('sha256').update(input.content).digest('base64url')}`
-  return memories.save(input, { idempotencyKey, kind: 'mcp' })
+  const outcome = await memories.save({ memory: input }, { idempotencyKey, kind: 'mcp' })
+  // Not asked to queue, so always written.
+  return (outcome as { results: SaveResult[] }).results[0]!
 }
 
 const RememberInput = Type.Object(

@@ -4,6 +4,7 @@ import type { Database } from '../db/database.js'
 import type { Embedder } from '../embedder/embedder.js'
 import type { RecallCache } from '../cache/recall-cache.js'
 import { unavailable, validationError } from '../errors.js'
+import { LexicalEmbedder } from '../embedder/lexical-embedder.js'
 import type { SageMetrics } from '../metrics/sage-metrics.js'
 import { redactSecrets, type RedactionResult } from '../security/redact-secrets.js'
 import { tokenize } from '../text/tokenize.js'
@@ -11,20 +12,21 @@ import { remembered } from '../remembered.js'
 import { formatContext } from './context-block.js'
 import type { ListParams, MemoryStore, NewMemory } from './memory-store.js'
 import type { Recall } from './recall.js'
-import type { Memory, MemoryInput, RecallBody, RecallHit, Role, SaveResult } from './memory-schemas.js'
-import { normalizeContent, normalizeMetadata, normalizeTags, normalizeText, normalizeTimestamp } from './normalize.js'
+import { LIMITS, type Memory, type MemoryInput, type RecallBody, type RecallHit, type Role, type SaveResult } from './memory-schemas.js'
+import { normalizeMetadata, normalizeTags, normalizeText, normalizeTimestamp } from './normalize.js'
+import { safeTerms, type AnalyzedContent } from './content-analysis.js'
+import { createContentAnalyzer, type ContentAnalyzer } from './content-analyzer.js'
 
 export const DEFAULT_NAMESPACE = 'default'
 /** A query's distinct terms beyond this add little to ranking and much to the cost of the text search. */
 const MAX_QUERY_TERMS = 64
 /** After the embedder fails, saves skip it for this long instead of each waiting out its timeout. */
 const EMBEDDER_COOL_DOWN_MS = 10_000
-const SAFE_TERM = /^[\p{Ll}\p{Lo}\p{Nd}]+$/u
 
 export type SaveKind = 'single' | 'batch' | 'turn' | 'hook' | 'import' | 'queued' | 'mcp'
 
 /** A memory validated, normalised and given its id, not yet embedded or written (what the save queue carries). */
-export type PreparedMemory = Omit<NewMemory, 'embedding' | 'embedder'>
+export type PreparedMemory = Omit<NewMemory, 'embedding' | 'embedder' | 'search_vector'>
 
 export interface TurnInput {
   user_input: string
@@ -33,6 +35,27 @@ export interface TurnInput {
   namespace?: string
   metadata?: Record<string, unknown>
   tags?: string[]
+}
+
+/** What one call saves: a memory, a batch (all or nothing) or a turn's two memories (one transaction). */
+export type SaveRequest = { memory: MemoryInput } | { items: readonly MemoryInput[] } | { turn: TurnInput }
+
+export interface SaveOptions {
+  kind: SaveKind
+  /** With a batch, item i gets `key#i`; with a turn, `key#user` and `key#assistant`. */
+  idempotencyKey?: string | null
+  /** Acknowledge once durably queued (Prefer: respond-async) when a queue takes it; otherwise write now. */
+  respondAsync?: boolean
+}
+
+export type SaveOutcome =
+  | { queued: true; ids: string[] }
+  /** Written: no queue asked for or configured, or Redis unreachable at that moment. */
+  | { queued: false; results: SaveResult[] }
+
+/** Where asynchronous saves go (src/queue/save-queue.ts): the ids once queued, or undefined when it cannot take them now. */
+export interface SaveQueueEntry {
+  enqueue(prepared: readonly PreparedMemory[], kind: SaveKind): Promise<string[] | undefined>
 }
 
 export interface MemoryServiceDeps {
@@ -44,6 +67,8 @@ export interface MemoryServiceDeps {
   log: FastifyBaseLogger
   redactSecrets: boolean
   embedTimeoutMs: number
+  /** Where long texts are tokenized, redacted and embedded off the event loop; one of its own by default. */
+  contentAnalyzer?: ContentAnalyzer
   /** Caches recalls; every save and delete in a namespace invalidates that namespace's entries. */
   recallCache?: RecallCache
   /** Called after a save wrote memories: their vectors wait in the backlog for the vector indexer. */
@@ -86,7 +111,7 @@ function redactShortString(text: string): RedactionResult {
  * (a batch of 500 makes 500), the literal a hundredth of that. A required field added to NewMemory fails to
  * compile here; an optional one must be added by hand.
  */
-function withEmbedding(m: PreparedMemory, embedding: number[] | null, embedderId: string | null): NewMemory {
+function withEmbedding(m: PreparedMemory, analysis: AnalyzedContent, embedding: number[] | null, embedderId: string | null): NewMemory {
   return {
     id: m.id,
     namespace: m.namespace,
@@ -99,6 +124,7 @@ function withEmbedding(m: PreparedMemory, embedding: number[] | null, embedderId
     idempotency_key: m.idempotency_key,
     created_at: m.created_at,
     search_terms: m.search_terms,
+    search_vector: analysis.tsvector,
     embedding,
     embedder: embedderId
   }
@@ -109,16 +135,23 @@ export function searchTerms(text: string): string[] {
   return safeTerms(tokenize(text))
 }
 
-function safeTerms(terms: readonly string[]): string[] {
-  return terms.filter((term) => SAFE_TERM.test(term))
+interface SaveEntry {
+  input: MemoryInput
+  path: string
+  idempotencyKey: string | null
+  role?: Role
 }
 
-/** Save, recall, read and forget: the rules of ../shared/api-contract.md over the store, the recall query and the embedder. */
+/** Save, recall, read and forget: the rules of the HTTP contract over the store, the recall query and the embedder. */
 export function createMemoryService(deps: MemoryServiceDeps) {
   const { db, store, embedder, metrics, log } = deps
+  const analyzer = deps.contentAnalyzer ?? createContentAnalyzer()
+  /** The built-in embedder's vectors are computed with the terms, in the same worker; any other embedder is called. */
+  const lexicalDimension = embedder instanceof LexicalEmbedder ? embedder.dimension : undefined
+  let queue: SaveQueueEntry | undefined
   let embedderDownUntil = 0
-  /** Each prepared memory's terms, split once for full-text search and reused by an embedder that takes them. */
-  const splitTerms = new WeakMap<PreparedMemory, string[]>()
+  /** What analysing each prepared memory's content gave (its terms, tsvector and lexical vector), kept for its write. */
+  const analyses = new WeakMap<PreparedMemory, AnalyzedContent>()
 
   /** Embeds within the time budget; null (save the text now, embed it later) when the embedder is slow or down. */
   async function embedWithinBudget(texts: string[], terms?: Array<string[] | undefined>): Promise<number[][] | null> {
@@ -141,16 +174,6 @@ export function createMemoryService(deps: MemoryServiceDeps) {
     }
   }
 
-  function cleanContent(raw: string, field: string): string {
-    let content = normalizeContent(raw, field)
-    if (deps.redactSecrets) {
-      const redacted = redactSecrets(content)
-      for (const { kind, count } of redacted.redactions) metrics.redactions.inc({ kind }, count)
-      if (redacted.redactions.length > 0) content = normalizeContent(redacted.text, field)
-    }
-    return content
-  }
-
   /** Metadata string values (a tool's command line, say) are redacted like content; keys are left as they are. */
   function cleanMetadata(raw: Record<string, unknown> | undefined, field: string): Record<string, unknown> {
     const metadata = normalizeMetadata(raw, field)
@@ -171,33 +194,79 @@ export function createMemoryService(deps: MemoryServiceDeps) {
     return out
   }
 
-  function prepare(input: MemoryInput, path: string, idempotencyKey: string | null, role?: Role): PreparedMemory {
+  /** One memory from its input and its analysed content; a 400 naming the field when either is invalid. */
+  function preparedFrom(entry: SaveEntry, analysis: AnalyzedContent): PreparedMemory {
+    const { input, path } = entry
     const field = (name: string) => (path ? `${path}.${name}` : name)
-    const content = cleanContent(input.content, field('content'))
+    if (analysis.problem === 'empty') throw validationError(`${field('content')} must be a non-empty string (after removing control characters and whitespace)`)
+    if (analysis.problem === 'too_long') throw validationError(`${field('content')} must be at most ${LIMITS.contentChars} characters`)
+    for (const { kind, count } of analysis.redactions) metrics.redactions.inc({ kind }, count)
     const sourceId = input.source_id == null ? null : normalizeText(input.source_id)
     const sessionId = input.session_id == null ? null : normalizeText(input.session_id)
-    const terms = tokenize(content)
     const prepared: PreparedMemory = {
       id: randomUUID(),
       namespace: input.namespace ?? DEFAULT_NAMESPACE,
       session_id: sessionId || null,
-      role: role ?? input.role ?? 'note',
-      content,
+      role: entry.role ?? input.role ?? 'note',
+      content: analysis.content,
       metadata: cleanMetadata(input.metadata, field('metadata')),
       tags: normalizeTags(input.tags, field('tags')),
       source_id: sourceId || null,
-      idempotency_key: idempotencyKey,
+      idempotency_key: entry.idempotencyKey,
       created_at: input.created_at ? normalizeTimestamp(input.created_at, field('created_at')) : new Date(),
-      search_terms: safeTerms(terms).join(' ')
+      search_terms: analysis.searchTerms
     }
-    splitTerms.set(prepared, terms)
+    analyses.set(prepared, analysis)
     return prepared
   }
 
+  /** Validates and normalises, redacts, splits and (lexical) embeds: long contents in worker threads. */
+  async function prepare(entries: readonly SaveEntry[]): Promise<PreparedMemory[]> {
+    const analysed = await analyzer.analyzeAll(entries.map((entry) => ({
+      text: entry.input.content, normalize: true, redact: deps.redactSecrets, lexicalDimension, keepTerms: lexicalDimension === undefined
+    })))
+    return entries.map((entry, i) => preparedFrom(entry, analysed[i]!))
+  }
+
+  /** A request's memories, each named by its place in errors (`items[3].content`). */
+  function entriesOf(request: SaveRequest, idempotencyKey: string | null): SaveEntry[] {
+    if ('memory' in request) return [{ input: request.memory, path: '', idempotencyKey }]
+    if ('items' in request) {
+      return request.items.map((input, index) => ({ input, path: `items[${index}]`, idempotencyKey: idempotencyKey ? `${idempotencyKey}#${index}` : null }))
+    }
+    const { turn } = request
+    const shared = { namespace: turn.namespace, session_id: turn.session_id, metadata: turn.metadata, tags: turn.tags }
+    return [
+      { input: { ...shared, content: turn.user_input }, path: '', idempotencyKey: idempotencyKey ? `${idempotencyKey}#user` : null, role: 'user' },
+      { input: { ...shared, content: turn.assistant_response }, path: '', idempotencyKey: idempotencyKey ? `${idempotencyKey}#assistant` : null, role: 'assistant' }
+    ]
+  }
+
+  /** Each memory's analysis: kept from its preparation, or made again for one the save queue carried from another process. */
+  async function analysesOf(prepared: readonly PreparedMemory[]): Promise<AnalyzedContent[]> {
+    const missing = prepared.filter((m) => !analyses.has(m))
+    if (missing.length > 0) {
+      const made = await analyzer.analyzeAll(missing.map((m) => ({ text: m.content, normalize: false, redact: false, lexicalDimension, keepTerms: lexicalDimension === undefined })))
+      missing.forEach((m, i) => analyses.set(m, made[i]!))
+    }
+    return prepared.map((m) => analyses.get(m)!)
+  }
+
   async function withEmbeddings(prepared: readonly PreparedMemory[]): Promise<NewMemory[]> {
-    // A memory from the save queue was prepared by another process: its terms are split again.
-    const vectors = await embedWithinBudget(prepared.map((m) => m.content), prepared.map((m) => splitTerms.get(m)))
-    return prepared.map((m, i) => withEmbedding(m, vectors?.[i] ?? null, vectors ? embedder.id : null))
+    const analysed = await analysesOf(prepared)
+    let vectors: Array<number[] | undefined> | null
+    if (lexicalDimension !== undefined) {
+      vectors = analysed.map((analysis) => analysis.vector)
+      const embedMs = analysed.reduce((sum, analysis) => sum + (analysis.embedMs ?? 0), 0)
+      metrics.embeddingDuration.observe({ embedder: embedder.id, outcome: 'ok' }, embedMs / 1000)
+      metrics.embeddedTexts.inc({ embedder: embedder.id }, prepared.length)
+    } else {
+      vectors = await embedWithinBudget(prepared.map((m) => m.content), analysed.map((analysis) => analysis.terms))
+    }
+    return prepared.map((m, i) => {
+      const vector = vectors?.[i] ?? null
+      return withEmbedding(m, analysed[i]!, vector, vector ? embedder.id : null)
+    })
   }
 
   function count(kind: SaveKind, results: SaveResult[]): void {
@@ -206,27 +275,10 @@ export function createMemoryService(deps: MemoryServiceDeps) {
     if (results.length > created) metrics.saves.inc({ kind, outcome: 'duplicate' }, results.length - created)
   }
 
-  /** A batch's items, each named by its index in errors; with an Idempotency-Key, item i gets `key#i`. */
-  function prepareBatch(items: readonly MemoryInput[], idempotencyKey?: string): PreparedMemory[] {
-    return items.map((item, index) => prepare(item, `items[${index}]`, idempotencyKey ? `${idempotencyKey}#${index}` : null))
-  }
-
-  /** A turn's two memories: the user's input, then the assistant's answer one millisecond later. */
-  function prepareTurn(turn: TurnInput, idempotencyKey?: string): [PreparedMemory, PreparedMemory] {
-    const shared = { namespace: turn.namespace, session_id: turn.session_id, metadata: turn.metadata, tags: turn.tags }
-    const key = idempotencyKey
-    const createdAt = new Date()
-    const user = prepare({ ...shared, content: turn.user_input }, '', key ? `${key}#user` : null, 'user')
-    const assistant = prepare({ ...shared, content: turn.assistant_response }, '', key ? `${key}#assistant` : null, 'assistant')
-    // The answer sorts after the question even within one millisecond.
-    user.created_at = createdAt
-    assistant.created_at = new Date(createdAt.getTime() + 1)
-    return [user, assistant]
-  }
-
   /**
    * Embeds and writes prepared memories in one transaction, idempotent on their ids (a replayed queue entry
-   * writes once), then invalidates the cached recalls of every namespace that gained a memory.
+   * writes once), then the after-write effects: the vector indexer is woken, the namespaces' activity counted,
+   * and the cached recalls of every namespace that gained a memory invalidated before the caller hears of it.
    */
   async function savePrepared(prepared: readonly PreparedMemory[], kind: SaveKind): Promise<SaveResult[]> {
     const ended = deps.onWriting?.()
@@ -253,28 +305,34 @@ export function createMemoryService(deps: MemoryServiceDeps) {
       embedderDownUntil = 0
     },
 
-    /** Validates and normalises without writing: what an asynchronous save checks before it acknowledges. */
-    prepare,
+    /**
+     * Every save goes through here (routes, hooks, MCP): prepare (a 400 naming the field before anything is queued
+     * or written), then queue it when asked and a queue takes it, else write it now with its after-write effects.
+     * All memories of one request land together or not at all.
+     */
+    async save(request: SaveRequest, options: SaveOptions): Promise<SaveOutcome> {
+      const prepared = await prepare(entriesOf(request, options.idempotencyKey ?? null))
+      if ('turn' in request) {
+        // The answer sorts after the question even within one millisecond.
+        prepared[1]!.created_at = new Date(prepared[0]!.created_at.getTime() + 1)
+      }
+      if (options.respondAsync && queue) {
+        const ids = await queue.enqueue(prepared, options.kind)
+        if (ids) return { queued: true, ids }
+      }
+      return { queued: false, results: await savePrepared(prepared, options.kind) }
+    },
 
-    prepareBatch,
-    prepareTurn,
+    /** The write step alone, for memories prepared earlier (the save queue's consumer). */
     savePrepared,
 
-    async save(input: MemoryInput, options: { idempotencyKey?: string; kind?: SaveKind } = {}): Promise<SaveResult> {
-      const [result] = await savePrepared([prepare(input, '', options.idempotencyKey ?? null)], options.kind ?? 'single')
-      return result!
+    /** Where `respondAsync` saves are queued (the save-queue plugin, once it exists). */
+    useQueue(entry: SaveQueueEntry): void {
+      queue = entry
     },
 
-    /** All items or none: any invalid item is a 400 naming its index, and nothing is written. */
-    async saveBatch(items: MemoryInput[], options: { idempotencyKey?: string; kind?: SaveKind } = {}): Promise<SaveResult[]> {
-      return savePrepared(prepareBatch(items, options.idempotencyKey), options.kind ?? 'batch')
-    },
-
-    /** A user input and the assistant's answer, saved together in one transaction. */
-    async saveTurn(turn: TurnInput, options: { idempotencyKey?: string } = {}): Promise<{ ids: [string, string]; created: boolean }> {
-      const results = await savePrepared(prepareTurn(turn, options.idempotencyKey), 'turn')
-      return { ids: [results[0]!.id, results[1]!.id], created: results.some((r) => r.created) }
-    },
+    /** Lets go of the content analyzer's worker threads. */
+    close: () => analyzer.close(),
 
     async recall(body: RecallBody, options: { excludeSessionId?: string } = {}): Promise<RecallOutcome> {
       const started = performance.now()

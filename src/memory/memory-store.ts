@@ -4,7 +4,11 @@ import { vectorArrayParam, vectorTypeOid } from '../db/vector-param.js'
 import { validationError } from '../errors.js'
 import type { Memory, Role, SaveResult } from './memory-schemas.js'
 
-/** A memory ready to be written: validated, normalised, its ids assigned and its terms computed. */
+/**
+ * A memory ready to be written: validated, normalised, its ids assigned and its terms computed. This is the one
+ * declaration of a memory's fields: the insert's columns (INSERT_COLUMNS), the row read back (MemoryRow) and
+ * its column list (MEMORY_COLUMNS) follow from it, and a field added here fails to compile until the insert sends it.
+ */
 export interface NewMemory {
   id: string
   namespace: string
@@ -18,6 +22,8 @@ export interface NewMemory {
   created_at: Date
   /** Space-separated terms from the shared tokenizer. */
   search_terms: string
+  /** Their tsvector literal, when it was made ahead (with the terms, off the event loop for a long text). */
+  search_vector?: string
   embedding: number[] | null
   embedder: string | null
 }
@@ -102,19 +108,52 @@ const AWAIT_INDEXING_OF_MANY = 'SELECT b.id FROM vector_backlog b JOIN memories 
 const DELETE_VECTORS_OF_GONE = `gone_listed AS (DELETE FROM vector_backlog WHERE id IN (SELECT id FROM gone)),
          gone_indexed AS (DELETE FROM memory_vectors WHERE id IN (SELECT id FROM gone))`
 
-export const MEMORY_COLUMNS = 'id, namespace, session_id, role, content, metadata, tags, source_id, created_at'
+/** The fields a memory is read back with (GET, list, recall), in the API's order. */
+const READ_FIELDS = ['id', 'namespace', 'session_id', 'role', 'content', 'metadata', 'tags', 'source_id', 'created_at'] as const satisfies ReadonlyArray<keyof NewMemory>
 
-export interface MemoryRow {
-  id: string
-  namespace: string
-  session_id: string | null
-  role: Role
-  content: string
-  metadata: Record<string, unknown>
-  tags: string[]
-  source_id: string | null
-  created_at: Date | string
+export const MEMORY_COLUMNS = READ_FIELDS.join(', ')
+
+/** A row of `SELECT ${MEMORY_COLUMNS}`: the stores give timestamps as Date (pg) or string. */
+export type MemoryRow = Omit<Pick<NewMemory, (typeof READ_FIELDS)[number]>, 'created_at'> & { created_at: Date | string }
+
+interface InsertColumn {
+  /** The element type of the unnest() array the column's values arrive in. */
+  type: string
+  /** What the column is set to from the unnested value `u.<field>`, when not the value itself. */
+  value?: string
+  param(memories: readonly NewMemory[], vectorOid: number): unknown
 }
+
+/** How each field of NewMemory is sent and stored; keyed by the fields, so none can be left out. */
+const INSERT_COLUMNS = {
+  id: { type: 'uuid', param: (ms) => uuidArrayParam(ms.map((m) => m.id)) },
+  namespace: { type: 'text', param: (ms) => textArrayParam(ms.map((m) => m.namespace)) },
+  session_id: { type: 'text', param: (ms) => textArrayParam(ms.map((m) => m.session_id)) },
+  role: { type: 'text', param: (ms) => textArrayParam(ms.map((m) => m.role)) },
+  content: { type: 'text', param: (ms) => textArrayParam(ms.map((m) => m.content)) },
+  metadata: { type: 'text', value: 'u.metadata::jsonb', param: (ms) => textArrayParam(ms.map((m) => JSON.stringify(m.metadata))) },
+  tags: { type: 'text', value: 'ARRAY(SELECT jsonb_array_elements_text(u.tags::jsonb))', param: (ms) => textArrayParam(ms.map((m) => JSON.stringify(m.tags))) },
+  source_id: { type: 'text', param: (ms) => textArrayParam(ms.map((m) => m.source_id)) },
+  idempotency_key: { type: 'text', param: (ms) => textArrayParam(ms.map((m) => m.idempotency_key)) },
+  created_at: { type: 'timestamptz', param: (ms) => timestamptzArrayParam(ms.map((m) => m.created_at)) },
+  // The terms go in as the tsvector literal Postgres only has to read (tsvectorLiteral), made ahead when it was.
+  search_terms: { type: 'text', value: 'u.search_terms::tsvector', param: (ms) => textArrayParam(ms.map((m) => m.search_vector ?? tsvectorLiteral(m.search_terms))) },
+  embedding: { type: 'vector', param: (ms, vectorOid) => vectorArrayParam(ms.map((m) => m.embedding), vectorOid) },
+  embedder: { type: 'text', param: (ms) => textArrayParam(ms.map((m) => (m.embedding ? m.embedder : null))) }
+} satisfies Record<Exclude<keyof NewMemory, 'search_vector'>, InsertColumn>
+
+const INSERTED = Object.entries(INSERT_COLUMNS) as Array<[string, InsertColumn]>
+const INSERT_FIELD_LIST = INSERTED.map(([field]) => field).join(', ')
+
+/** One statement: the memories and their places in the vector backlog (see migrations/003) are written together. */
+const INSERT_MEMORIES = `WITH inserted AS (
+  INSERT INTO memories (${INSERT_FIELD_LIST})
+  SELECT ${INSERTED.map(([field, column]) => column.value ?? `u.${field}`).join(', ')}
+  FROM unnest(${INSERTED.map(([, column], i) => `$${i + 1}::${column.type}[]`).join(', ')}) AS u(${INSERT_FIELD_LIST})
+  ON CONFLICT DO NOTHING
+  RETURNING id, embedding IS NOT NULL AS embedded),
+  listed AS (INSERT INTO vector_backlog (id) SELECT id FROM inserted WHERE embedded)
+  SELECT id FROM inserted`
 
 const toIso = (value: Date | string) => (value instanceof Date ? value : new Date(value)).toISOString()
 
@@ -132,6 +171,26 @@ export function toMemory(row: MemoryRow): Memory {
   }
 }
 
+/**
+ * Content one INSERT statement carries at most (a memory longer than that goes alone): PGlite runs a statement on
+ * the event loop, and pieces let it turn in between the statements of one large batch.
+ */
+const INSERT_CHUNK_CHARS = 200_000
+
+function chunkByContent(memories: readonly NewMemory[]): NewMemory[][] {
+  const chunks: NewMemory[][] = [[]]
+  let chars = 0
+  for (const memory of memories) {
+    if (chars + memory.content.length > INSERT_CHUNK_CHARS && chunks.at(-1)!.length > 0) {
+      chunks.push([])
+      chars = 0
+    }
+    chunks.at(-1)!.push(memory)
+    chars += memory.content.length
+  }
+  return chunks
+}
+
 /** The memories table's reads and writes, parameterised, written once for Postgres and PGlite. */
 export function createMemoryStore(db: Queryable) {
   let knownVectorOid: number | undefined
@@ -141,6 +200,48 @@ export function createMemoryStore(db: Queryable) {
    */
   const vectorOid = async (via: Queryable = db): Promise<number> => (knownVectorOid ??= await vectorTypeOid((sql) => via.query(sql)))
 
+  /** One INSERT statement for memories whose content fits a chunk (see chunkByContent). */
+  async function insertChunk(memories: readonly NewMemory[], tx: Queryable): Promise<SaveResult[]> {
+    const oid = await vectorOid(tx)
+    const inserted = await tx.query<{ id: string }>(INSERT_MEMORIES, INSERTED.map(([, column]) => column.param(memories, oid)), { prepare: true })
+    const created = new Set(inserted.rows.map((row) => row.id))
+    if (created.size === memories.length) return memories.map((m) => ({ id: m.id, created: true }))
+
+    // The rest collided with an earlier save (maybe earlier in this very batch), or are that save itself
+    // written again (a replayed queue entry keeps its ids): answer with the stored one's id.
+    const duplicates = memories.filter((m) => !created.has(m.id))
+    const existing = await tx.query<{ id: string; namespace: string; source_id: string | null; idempotency_key: string | null }>(
+      `SELECT id, namespace, source_id, idempotency_key FROM memories
+       WHERE (namespace, source_id) IN (SELECT * FROM unnest($1::text[], $2::text[]))
+          OR (namespace, idempotency_key) IN (SELECT * FROM unnest($3::text[], $4::text[]))
+          OR id = ANY($5::uuid[])`,
+      [
+        duplicates.filter((m) => m.source_id).map((m) => m.namespace),
+        duplicates.filter((m) => m.source_id).map((m) => m.source_id),
+        duplicates.filter((m) => m.idempotency_key).map((m) => m.namespace),
+        duplicates.filter((m) => m.idempotency_key).map((m) => m.idempotency_key),
+        duplicates.map((m) => m.id)
+      ]
+    )
+    const stored = new Set(existing.rows.map((row) => row.id))
+    const byKey = new Map<string, string>()
+    const bySource = new Map<string, string>()
+    for (const row of existing.rows) {
+      if (row.idempotency_key) byKey.set(`${row.namespace}\u0000${row.idempotency_key}`, row.id)
+      if (row.source_id) bySource.set(`${row.namespace}\u0000${row.source_id}`, row.id)
+    }
+    return memories.map((m) => {
+      if (created.has(m.id)) return { id: m.id, created: true }
+      const id =
+        (stored.has(m.id) && m.id) ||
+        (m.idempotency_key && byKey.get(`${m.namespace}\u0000${m.idempotency_key}`)) ||
+        (m.source_id && bySource.get(`${m.namespace}\u0000${m.source_id}`))
+      // Only a row deleted between our insert and this read gets here; the caller may retry.
+      if (!id) throw new Error(`memory ${m.id} collided with a row that no longer exists`)
+      return { id, created: false }
+    })
+}
+
   return {
     /**
      * Inserts the memories that are new and finds the first ids of those that are not (same source_id
@@ -149,77 +250,12 @@ export function createMemoryStore(db: Queryable) {
      */
     async insertMany(memories: readonly NewMemory[], tx: Queryable = db): Promise<SaveResult[]> {
       if (memories.length === 0) return []
-      // One statement: the memory and its place in the vector backlog (see migrations/003) are written together.
-      const inserted = await tx.query<{ id: string }>(
-        `WITH inserted AS (
-         INSERT INTO memories (id, namespace, session_id, role, content, metadata, tags, source_id, idempotency_key,
-                               created_at, search_terms, embedding, embedder)
-         SELECT u.id, u.namespace, u.session_id, u.role, u.content, u.metadata::jsonb,
-                ARRAY(SELECT jsonb_array_elements_text(u.tags::jsonb)), u.source_id, u.idempotency_key,
-                u.created_at, u.terms::tsvector, u.embedding, u.embedder
-         FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],
-                     $9::text[], $10::timestamptz[], $11::text[], $12::vector[], $13::text[])
-              AS u(id, namespace, session_id, role, content, metadata, tags, source_id, idempotency_key,
-                   created_at, terms, embedding, embedder)
-         ON CONFLICT DO NOTHING
-         RETURNING id, embedding IS NOT NULL AS embedded),
-         listed AS (INSERT INTO vector_backlog (id) SELECT id FROM inserted WHERE embedded)
-         SELECT id FROM inserted`,
-        [
-          uuidArrayParam(memories.map((m) => m.id)),
-          textArrayParam(memories.map((m) => m.namespace)),
-          textArrayParam(memories.map((m) => m.session_id)),
-          textArrayParam(memories.map((m) => m.role)),
-          textArrayParam(memories.map((m) => m.content)),
-          textArrayParam(memories.map((m) => JSON.stringify(m.metadata))),
-          textArrayParam(memories.map((m) => JSON.stringify(m.tags))),
-          textArrayParam(memories.map((m) => m.source_id)),
-          textArrayParam(memories.map((m) => m.idempotency_key)),
-          timestamptzArrayParam(memories.map((m) => m.created_at)),
-          textArrayParam(memories.map((m) => tsvectorLiteral(m.search_terms))),
-          vectorArrayParam(memories.map((m) => m.embedding), await vectorOid(tx)),
-          textArrayParam(memories.map((m) => (m.embedding ? m.embedder : null)))
-        ],
-        { prepare: true }
-      )
-      const created = new Set(inserted.rows.map((row) => row.id))
-      if (created.size === memories.length) return memories.map((m) => ({ id: m.id, created: true }))
-
-      // The rest collided with an earlier save (maybe earlier in this very batch), or are that save itself
-      // written again (a replayed queue entry keeps its ids): answer with the stored one's id.
-      const duplicates = memories.filter((m) => !created.has(m.id))
-      const existing = await tx.query<{ id: string; namespace: string; source_id: string | null; idempotency_key: string | null }>(
-        `SELECT id, namespace, source_id, idempotency_key FROM memories
-         WHERE (namespace, source_id) IN (SELECT * FROM unnest($1::text[], $2::text[]))
-            OR (namespace, idempotency_key) IN (SELECT * FROM unnest($3::text[], $4::text[]))
-            OR id = ANY($5::uuid[])`,
-        [
-          duplicates.filter((m) => m.source_id).map((m) => m.namespace),
-          duplicates.filter((m) => m.source_id).map((m) => m.source_id),
-          duplicates.filter((m) => m.idempotency_key).map((m) => m.namespace),
-          duplicates.filter((m) => m.idempotency_key).map((m) => m.idempotency_key),
-          duplicates.map((m) => m.id)
-        ]
-      )
-      const stored = new Set(existing.rows.map((row) => row.id))
-      const byKey = new Map<string, string>()
-      const bySource = new Map<string, string>()
-      for (const row of existing.rows) {
-        if (row.idempotency_key) byKey.set(`${row.namespace}\u0000${row.idempotency_key}`, row.id)
-        if (row.source_id) bySource.set(`${row.namespace}\u0000${row.source_id}`, row.id)
-      }
-      return memories.map((m) => {
-        if (created.has(m.id)) return { id: m.id, created: true }
-        const id =
-          (stored.has(m.id) && m.id) ||
-          (m.idempotency_key && byKey.get(`${m.namespace}\u0000${m.idempotency_key}`)) ||
-          (m.source_id && bySource.get(`${m.namespace}\u0000${m.source_id}`))
-        // Only a row deleted between our insert and this read gets here; the caller may retry.
-        if (!id) throw new Error(`memory ${m.id} collided with a row that no longer exists`)
-        return { id, created: false }
-      })
+      const chunks = chunkByContent(memories)
+      if (chunks.length === 1) return insertChunk(memories, tx)
+      const results: SaveResult[] = []
+      for (const chunk of chunks) results.push(...(await insertChunk(chunk, tx)))
+      return results
     },
-
     async get(id: string): Promise<Memory | undefined> {
       const { rows } = await db.query<MemoryRow>(`SELECT ${MEMORY_COLUMNS} FROM memories WHERE id = $1`, [id])
       return rows[0] && toMemory(rows[0])

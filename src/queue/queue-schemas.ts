@@ -1,5 +1,6 @@
 import { Type } from 'typebox'
 import { IdempotencyHeaders, MemoryId } from '../memory/memory-schemas.js'
+import type { SaveKind, SaveOptions } from '../memory/memory-service.js'
 
 /** The HTTP side of asynchronous saves: the `Prefer` header and the 202 answers. */
 
@@ -39,4 +40,9 @@ export function prefersRespondAsync(prefer: string | string[] | undefined): bool
   return values.some((value) =>
     value.split(',').some((preference) => preference.split(';')[0]!.split('=')[0]!.trim().toLowerCase() === 'respond-async')
   )
+}
+
+/** A save request's headers as the memory service's save options: its Idempotency-Key and whether to answer once queued. */
+export function saveOptions(kind: SaveKind, headers: { 'idempotency-key'?: string; prefer?: string | string[] }): SaveOptions {
+  return { kind, idempotencyKey: headers['idempotency-key'], respondAsync: prefersRespondAsync(headers.prefer) }
 }

@@ -3,7 +3,6 @@ import { randomBytes } from 'node:crypto'
 import { hostname } from 'node:os'
 import { isConnectionError } from '../db/pg-database.js'
 import type { MemoryService, PreparedMemory, SaveKind } from '../memory/memory-service.js'
-import type { SaveResult } from '../memory/memory-schemas.js'
 import type { QueueGaugeValues, SageMetrics } from '../metrics/sage-metrics.js'
 import { QUEUE_BLOCK_MS, type RedisClients } from '../redis/redis-clients.js'
 import { queueStatus } from './queue-admin.js'
@@ -14,11 +13,6 @@ export interface QueuedSave {
   kind: SaveKind
   memories: PreparedMemory[]
 }
-
-export type SubmitOutcome =
-  | { queued: true; ids: string[] }
-  /** Saved synchronously: no queue configured, or Redis unreachable at that moment. */
-  | { queued: false; results: SaveResult[] }
 
 export interface SaveQueueDeps {
   /** Undefined: no queue, every save is synchronous. */
@@ -353,25 +347,24 @@ export function createSaveQueue(deps: SaveQueueDeps) {
     keys,
 
     /**
-     * Queues one request's prepared memories as one entry. Without a queue, or when Redis does not take it
-     * right now, saves them synchronously with the same ids: an entry that reached Redis after all is then
-     * found already stored and written once.
+     * Queues one request's prepared memories as one entry and answers their ids; undefined without a queue, or
+     * when Redis does not take it right now (the caller then writes them with the same ids: an entry that reached
+     * Redis after all is found already stored and written once).
      */
-    async submit(request: readonly PreparedMemory[] | ReadonlyArray<readonly PreparedMemory[]>, kind: SaveKind): Promise<SubmitOutcome> {
-      // Also takes one array per save (the first form of this call): still one entry for the request.
-      const prepared = (request as ReadonlyArray<PreparedMemory | readonly PreparedMemory[]>).flat() as PreparedMemory[]
-      if (redis && redis.available()) {
+    async enqueue(prepared: readonly PreparedMemory[], kind: SaveKind): Promise<string[] | undefined> {
+      if (!redis) return undefined
+      if (redis.available()) {
         try {
-          await redis.commands.xadd(keys.stream, '*', SAVE_FIELD, encodeSave({ kind, memories: prepared }))
+          await redis.commands.xadd(keys.stream, '*', SAVE_FIELD, encodeSave({ kind, memories: [...prepared] }))
           metrics.queueEntries.inc({ event: 'queued' })
-          return { queued: true, ids: prepared.map((memory) => memory.id) }
+          return prepared.map((memory) => memory.id)
         } catch (error) {
           redis.markFailed()
           warn(error, 'redis did not take the save; saving synchronously')
         }
       }
-      if (redis) metrics.queueEntries.inc({ event: 'fallback' })
-      return { queued: false, results: await memories.savePrepared(prepared, kind) }
+      metrics.queueEntries.inc({ event: 'fallback' })
+      return undefined
     },
 
     /** Creates the group if needed and starts this replica's consumer. */

@@ -8,6 +8,7 @@ import { createClaudeCodeHook, hookIdempotencyKey, type HookAnswer } from '../..
 import { readTranscriptFile } from '../../src/client/claude-transcript.js'
 import { estimateTokens } from '../../src/memory/context-block.js'
 import type { MemoryService } from '../../src/memory/memory-service.js'
+import type { MemoryInput } from '../../src/memory/memory-schemas.js'
 import { backends, buildTestApp, REPO_ROOT, type TestStore } from '../helper.js'
 
 const FIXTURES = join(REPO_ROOT, 'test/fixtures/claude-code')
@@ -266,11 +267,8 @@ function fakeMemories(overrides: Partial<Pick<MemoryService, 'save' | 'recall' |
     save: overrides.save ?? never,
     recall: overrides.recall ?? never,
     list: overrides.list ?? never,
-    sessions: overrides.sessions ?? never,
-    prepare: () => {
-      throw new Error('only used with a queue')
-    }
-  } as Pick<MemoryService, 'save' | 'recall' | 'list' | 'sessions' | 'prepare'>
+    sessions: overrides.sessions ?? never
+  } as Pick<MemoryService, 'save' | 'recall' | 'list' | 'sessions'>
 }
 
 const connectionRefused = () => Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:5432'), { code: 'ECONNREFUSED' })
@@ -307,10 +305,11 @@ describe('Claude Code hook deadline and retries', () => {
     const saved: Array<{ content: string; key?: string; created_at?: string }> = []
     const hook = createClaudeCodeHook({
       memories: fakeMemories({
-        save: async (input, options) => {
+        save: async (request, options) => {
           if (!up) throw connectionRefused()
-          saved.push({ content: input.content, key: options?.idempotencyKey, created_at: input.created_at })
-          return { id: '00000000-0000-4000-8000-000000000000', created: true }
+          const input = (request as { memory: MemoryInput }).memory
+          saved.push({ content: input.content, key: options.idempotencyKey ?? undefined, created_at: input.created_at })
+          return { queued: false, results: [{ id: '00000000-0000-4000-8000-000000000000', created: true }] }
         },
         recall: async () => {
           throw connectionRefused()

@@ -6,7 +6,7 @@ import { normalizeText } from '../../../src/memory/normalize.js'
 import {
   BatchBody, BatchResult, DeleteManyQuery, DeleteManyResult, ErrorBody, IdParams, ListQuery, ListResult, Memory, MemoryInput, SaveResult
 } from '../../../src/memory/memory-schemas.js'
-import { PREFERENCE_APPLIED, prefersRespondAsync, QueuedBatch, QueuedSave, SaveHeaders } from '../../../src/queue/queue-schemas.js'
+import { PREFERENCE_APPLIED, QueuedBatch, QueuedSave, SaveHeaders, saveOptions } from '../../../src/queue/queue-schemas.js'
 
 const errors = { 400: ErrorBody, 404: ErrorBody, 413: ErrorBody, 503: ErrorBody }
 
@@ -22,15 +22,9 @@ const memories: FastifyPluginAsyncTypebox = async (fastify) => {
       response: { 200: SaveResult, 201: SaveResult, 202: QueuedSave, ...errors }
     }
   }, async (request, reply) => {
-    const idempotencyKey = request.headers['idempotency-key']
-    if (prefersRespondAsync(request.headers.prefer)) {
-      // Validated and given its id before anything is queued: a bad save is still a 400.
-      const outcome = await fastify.saveQueue.submit([fastify.memories.prepare(request.body, '', idempotencyKey ?? null)], 'single')
-      if (outcome.queued) return reply.code(202).headers(PREFERENCE_APPLIED).send({ id: outcome.ids[0]!, status: 'queued' as const })
-      const result = outcome.results[0]!
-      return reply.code(result.created ? 201 : 200).send(result)
-    }
-    const result = await fastify.memories.save(request.body, { idempotencyKey })
+    const outcome = await fastify.memories.save({ memory: request.body }, saveOptions('single', request.headers))
+    if (outcome.queued) return reply.code(202).headers(PREFERENCE_APPLIED).send({ id: outcome.ids[0]!, status: 'queued' as const })
+    const result = outcome.results[0]!
     return reply.code(result.created ? 201 : 200).send(result)
   })
 
@@ -46,15 +40,9 @@ const memories: FastifyPluginAsyncTypebox = async (fastify) => {
       response: { 201: BatchResult, 202: QueuedBatch, ...errors }
     }
   }, async (request, reply) => {
-    const idempotencyKey = request.headers['idempotency-key']
-    if (prefersRespondAsync(request.headers.prefer)) {
-      const prepared = fastify.memories.prepareBatch(request.body.items, idempotencyKey)
-      const outcome = await fastify.saveQueue.submit(prepared, 'batch')
-      if (outcome.queued) return reply.code(202).headers(PREFERENCE_APPLIED).send({ items: outcome.ids.map((id) => ({ id })), status: 'queued' as const })
-      return reply.code(201).send({ items: outcome.results })
-    }
-    const items = await fastify.memories.saveBatch(request.body.items, { idempotencyKey })
-    return reply.code(201).send({ items })
+    const outcome = await fastify.memories.save({ items: request.body.items }, saveOptions('batch', request.headers))
+    if (outcome.queued) return reply.code(202).headers(PREFERENCE_APPLIED).send({ items: outcome.ids.map((id) => ({ id })), status: 'queued' as const })
+    return reply.code(201).send({ items: outcome.results })
   })
 
   fastify.get('', {

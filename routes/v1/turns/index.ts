@@ -1,6 +1,6 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
-import { ErrorBody, TurnBody, TurnResult } from '../../../src/memory/memory-schemas.js'
-import { PREFERENCE_APPLIED, prefersRespondAsync, QueuedTurn, SaveHeaders } from '../../../src/queue/queue-schemas.js'
+import { ErrorBody, TurnBody, TurnResult, type SaveResult } from '../../../src/memory/memory-schemas.js'
+import { PREFERENCE_APPLIED, QueuedTurn, SaveHeaders, saveOptions } from '../../../src/queue/queue-schemas.js'
 
 const turns: FastifyPluginAsyncTypebox = async (fastify) => {
   fastify.post('', {
@@ -14,15 +14,11 @@ const turns: FastifyPluginAsyncTypebox = async (fastify) => {
       response: { 200: TurnResult, 201: TurnResult, 202: QueuedTurn, 400: ErrorBody, 503: ErrorBody }
     }
   }, async (request, reply) => {
-    const idempotencyKey = request.headers['idempotency-key']
-    if (prefersRespondAsync(request.headers.prefer)) {
-      const outcome = await fastify.saveQueue.submit(fastify.memories.prepareTurn(request.body, idempotencyKey), 'turn')
-      if (outcome.queued) return reply.code(202).headers(PREFERENCE_APPLIED).send({ ids: outcome.ids, status: 'queued' as const })
-      const [user, assistant] = outcome.results as [{ id: string; created: boolean }, { id: string; created: boolean }]
-      return reply.code(user.created || assistant.created ? 201 : 200).send({ ids: [user.id, assistant.id], created: user.created || assistant.created })
-    }
-    const result = await fastify.memories.saveTurn(request.body, { idempotencyKey })
-    return reply.code(result.created ? 201 : 200).send(result)
+    const outcome = await fastify.memories.save({ turn: request.body }, saveOptions('turn', request.headers))
+    if (outcome.queued) return reply.code(202).headers(PREFERENCE_APPLIED).send({ ids: outcome.ids, status: 'queued' as const })
+    const [user, assistant] = outcome.results as [SaveResult, SaveResult]
+    const created = user.created || assistant.created
+    return reply.code(created ? 201 : 200).send({ ids: [user.id, assistant.id], created })
   })
 }
 

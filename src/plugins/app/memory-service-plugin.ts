@@ -84,6 +84,7 @@ export default fp<{ backfill?: boolean; vectorIndexer?: boolean; termStatisticsF
         onRecalled: fastify.namespaceActivity.recalled
     })
     fastify.decorate('memories', memories)
+    fastify.addHook('onClose', () => memories.close())
     registerPoolGauge(metrics, () => db.poolStats())
 
     const backfill = createEmbeddingBackfill({

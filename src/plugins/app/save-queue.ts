@@ -24,6 +24,7 @@ export default fp<{ consumer?: boolean }>(
     })
     fastify.decorate('saveQueue', queue)
     if (!queue.enabled) return
+    fastify.memories.useQueue(queue)
     registerQueueGauges(metrics, () => queue.gauges())
     if (options.consumer !== false) fastify.addHook('onReady', () => queue.start())
     fastify.addHook('preClose', () => queue.stop())

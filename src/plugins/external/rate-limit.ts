@@ -3,8 +3,8 @@ import type { FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
 import { ErrorBody } from '../../memory/memory-schemas.js'
 
-/** Probes, scrapes, the API document and agent hooks (which must always answer 200) are never limited. */
-const EXEMPT = /^\/(health|metrics|docs|hooks)([/?]|$)/
+/** Probes, scrapes and the API document are never limited; hooks are, like /v1 (a hook passes the 429 on, which Claude Code ignores). */
+const EXEMPT = /^\/(health|metrics|docs)([/?]|$)/
 
 /** Per API key when the caller presented a valid one, else per address: a bad key cannot buy a fresh allowance. */
 export function rateLimitKey(request: FastifyRequest): string {

@@ -73,6 +73,19 @@ describe('rate limits', () => {
     }
   })
 
+  test('hooks are limited like /v1: the call past the limit is passed on as a 429', async () => {
+    const sage = await app({ RATE_LIMIT_MAX: 2 })
+    const hook = () => sage.inject({ method: 'POST', url: '/hooks/claude-code?namespace=rl', payload: { hook_event_name: 'SessionEnd', session_id: 's' } })
+    for (let i = 0; i < 2; i++) {
+      const res = await hook()
+      assert.equal(res.statusCode, 200, res.body)
+      assert.equal(res.headers['x-ratelimit-limit'], '2')
+    }
+    assertLimited(await hook(), 2)
+    // One allowance for both surfaces.
+    assertLimited(await list(sage), 2)
+  })
+
   test('per API key when keys are configured: one key\'s use does not spend another\'s', async () => {
     const sage = await app({ RATE_LIMIT_MAX: 2, SAGE_API_KEYS: `alpha:${KEY_A}=*;beta:${KEY_B}=*` })
     const as = (key: string) => ({ authorization: `Bearer ${key}` })

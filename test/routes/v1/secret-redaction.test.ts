@@ -3,7 +3,9 @@ import { after, before, beforeEach, describe, test } from 'node:test'
 import type { FastifyInstance } from 'fastify'
 import type { Embedder } from '../../../src/embedder/embedder.js'
 import { LexicalEmbedder } from '../../../src/embedder/lexical-embedder.js'
+import { LIMITS } from '../../../src/memory/memory-schemas.js'
 import { backends, buildTestApp, type TestStore } from '../../helper.js'
+import { waitFor } from '../../support/wait-for.js'
 
 // Built at run time so this file holds no credential-shaped literal.
 const GITHUB_TOKEN = ['ghp', '_', 'A1b2C3d4'.repeat(4), 'E5f6'].join('')
@@ -109,6 +111,34 @@ for (const backend of backends()) {
       assert.deepEqual(rows.map((r) => r.env), Array(6).fill('PASSWORD=[REDACTED:secret-assignment]'))
       assert.equal(await leaked(), 0)
       assert.equal(await redactionCount(app, 'secret-assignment'), before + 6)
+    })
+
+    test('content within the limit whose markers outgrow its secrets is saved, by a save and by a hook\'s Stop', async () => {
+      // Each marker is longer than the password it replaces: redacted, the text is about 136,000 characters.
+      const line = `PASSWORD=${PASSWORD}\n`
+      const lines = Math.floor(LIMITS.contentChars / line.length)
+      const content = line.repeat(lines) + 'x'.repeat(LIMITS.contentChars - lines * line.length)
+      assert.equal(content.length, LIMITS.contentChars)
+      const saved = await app.inject({ method: 'POST', url: '/v1/memories', payload: { content, namespace: 'at-limit' } })
+      assert.equal(saved.statusCode, 201, saved.body)
+      const stop = await app.inject({
+        method: 'POST', url: '/hooks/claude-code?namespace=at-limit',
+        payload: { hook_event_name: 'Stop', session_id: 'at-limit', last_assistant_message: content }
+      })
+      assert.equal(stop.statusCode, 200)
+      // The hook may answer before a long text's save lands (its worker thread starts with the first one).
+      const rows = await waitFor('both saves', async () => {
+        const { rows } = await store.db.query<{ role: string; length: number; content: string }>(
+          "SELECT role, length(content) AS length, content FROM memories WHERE namespace = 'at-limit' ORDER BY role"
+        )
+        return rows.length === 2 ? rows : undefined
+      }) as Array<{ role: string; length: number; content: string }>
+      assert.deepEqual(rows.map((row) => row.role), ['assistant', 'note'])
+      for (const row of rows) {
+        assert.ok(row.length > LIMITS.contentChars, `stored ${row.length} characters`)
+        assert.ok(!row.content.includes(PASSWORD))
+      }
+      assert.equal(await leaked(), 0)
     })
 
     test('content that is nothing but a <private> span is a 400 and writes nothing', async () => {
