@@ -63,7 +63,7 @@ export const ConfigSchema = Type.Object({
   QUEUE_MAX_ATTEMPTS: Type.Integer({ default: 5, minimum: 1, maximum: 100, description: 'Tries before a queued save moves to the dead-letter stream' }),
   CACHE_TTL_SECONDS: Type.Integer({ default: 300, minimum: 1, description: 'Time to live of cached recalls' }),
   EMBEDDING_CACHE_TTL_SECONDS: Type.Integer({ default: 86400, minimum: 1, description: 'Time to live of cached embeddings' }),
-  RATE_LIMIT_MAX: Type.Integer({ default: 600, minimum: 0, description: 'Requests per window per key (or per address when open); 0 turns the limiter off' }),
+  RATE_LIMIT_MAX: Type.Integer({ default: 600, minimum: 0, description: 'Requests per window per key (or per address when open), and failed authentications per window per address; 0 turns the limiter off' }),
   RATE_LIMIT_WINDOW_MS: Type.Integer({ default: 60000, minimum: 1000, description: 'Rate limit window' }),
 
   // Hooks (issue: Claude Code hooks).
