@@ -345,15 +345,23 @@ export function encodeCursor(createdAt: string, id: string): string {
   return Buffer.from(JSON.stringify([createdAt, id])).toString('base64url')
 }
 
-/** A cursor's time and id; `idPattern` says what an id of the listed table looks like (a uuid by default). */
-export function decodeCursor(cursor: string, idPattern = /^[0-9a-f-]{36}$/i): [string, string] {
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i
+
+/** A time as encodeCursor writes it (toISOString) within the years a memory may have, so the database never sees another. */
+function isCursorTime(value: unknown): value is string {
+  if (typeof value !== 'string' || !/^\d{4}-/.test(value)) return false
+  const time = new Date(value)
+  return !Number.isNaN(time.getTime()) && time.toISOString() === value && time.getUTCFullYear() >= 1
+}
+
+/**
+ * A cursor's time and id, checked to be exactly what this service hands out (a forged one is a 400, never a
+ * database error); `isId` says what an id of the listed table looks like (a uuid by default).
+ */
+export function decodeCursor(cursor: string, isId: (id: string) => boolean = (id) => UUID.test(id)): [string, string] {
   try {
     const value: unknown = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'))
-    if (
-      Array.isArray(value) && value.length === 2 &&
-      typeof value[0] === 'string' && !Number.isNaN(Date.parse(value[0])) &&
-      typeof value[1] === 'string' && idPattern.test(value[1])
-    ) {
+    if (Array.isArray(value) && value.length === 2 && isCursorTime(value[0]) && typeof value[1] === 'string' && isId(value[1])) {
       return [value[0], value[1]]
     }
   } catch {
