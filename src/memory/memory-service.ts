@@ -330,6 +330,7 @@ export function createMemoryService(deps: MemoryServiceDeps) {
     },
 
     get: (id: string): Promise<Memory | undefined> => store.get(id),
+    idsByIdempotencyKey: store.idsByIdempotencyKey,
     list: (params: ListParams) => store.list(params.sessionId === undefined ? params : { ...params, sessionId: normalizeText(params.sessionId) }),
     /**
      * Deletes one memory and audits it in the same transaction; answers its namespace, or undefined when it

@@ -220,6 +220,19 @@ export function createMemoryStore(db: Queryable) {
       })
     },
 
+    /** The stored id of each memory whose namespace and Idempotency-Key are already saved, keyed `namespace` NUL `key`. */
+    async idsByIdempotencyKey(memories: ReadonlyArray<{ namespace: string; idempotency_key: string | null }>): Promise<Map<string, string>> {
+      const keyed = memories.filter((m) => m.idempotency_key !== null)
+      const found = new Map<string, string>()
+      if (keyed.length === 0) return found
+      const { rows } = await db.query<{ id: string; namespace: string; idempotency_key: string }>(
+        `SELECT id, namespace, idempotency_key FROM memories WHERE (namespace, idempotency_key) IN (SELECT * FROM unnest($1::text[], $2::text[]))`,
+        [keyed.map((m) => m.namespace), keyed.map((m) => m.idempotency_key)]
+      )
+      for (const row of rows) found.set(`${row.namespace}\u0000${row.idempotency_key}`, row.id)
+      return found
+    },
+
     async get(id: string): Promise<Memory | undefined> {
       const { rows } = await db.query<MemoryRow>(`SELECT ${MEMORY_COLUMNS} FROM memories WHERE id = $1`, [id])
       return rows[0] && toMemory(rows[0])

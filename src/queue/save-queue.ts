@@ -23,7 +23,7 @@ export type SubmitOutcome =
 export interface SaveQueueDeps {
   /** Undefined: no queue, every save is synchronous. */
   redis?: RedisClients
-  memories: Pick<MemoryService, 'savePrepared'>
+  memories: Pick<MemoryService, 'savePrepared' | 'idsByIdempotencyKey'>
   metrics: SageMetrics
   log: FastifyBaseLogger
   batchSize: number
@@ -67,6 +67,34 @@ for _, fields in ipairs(redis.call('XINFO', 'CONSUMERS', KEYS[1], ARGV[1])) do
 end
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. (tonumber(ARGV[3]) - tonumber(ARGV[4])))
 return removed
+`
+
+/**
+ * How long a queued Idempotency-Key is held in Redis. Once its save is written the store answers repeats (its key
+ * is unique there for good); the claim only has to outlast the wait in the queue, even through an outage.
+ */
+export const IDEMPOTENCY_CLAIM_SECONDS = 24 * 60 * 60
+
+/**
+ * Claims a request's Idempotency-Keys and queues it, in one step, so a key is never held by an id that was not
+ * queued. Returns nil once queued; otherwise the id holding each key ('' for none): keys held by other ids
+ * (the caller retries with those), or all held by the request's own ids (a repeat: nothing is queued).
+ * KEYS: stream, then one claim per keyed memory; ARGV: claim seconds, entry field, entry, then each claim's id.
+ */
+const CLAIM_AND_QUEUE = `
+local held = {}
+local missing, conflict = false, false
+for i = 2, #KEYS do
+  local id = redis.call('GET', KEYS[i])
+  held[i - 1] = id or ''
+  if not id then missing = true elseif id ~= ARGV[i + 2] then conflict = true end
+end
+if conflict or not missing then return held end
+for i = 2, #KEYS do
+  if held[i - 1] == '' then redis.call('SET', KEYS[i], ARGV[i + 2], 'EX', ARGV[1]) end
+end
+redis.call('XADD', KEYS[1], '*', ARGV[2], ARGV[3])
+return false
 `
 
 export function encodeSave(save: QueuedSave): string {
@@ -346,6 +374,38 @@ export function createSaveQueue(deps: SaveQueueDeps) {
     }
   }
 
+  /**
+   * A repeated Idempotency-Key answers as its first request: with the stored ids once written (as a synchronous
+   * save would), else with the ids it was queued under. Returns the results when every memory is already stored.
+   */
+  async function takeFirstIds(prepared: PreparedMemory[]): Promise<SaveResult[] | undefined> {
+    const keyed = prepared.filter((memory) => memory.idempotency_key !== null)
+    if (keyed.length === 0) return undefined
+    // With the store down the save is still queued; the claim below keeps repeats on one id meanwhile.
+    const stored = await memories.idsByIdempotencyKey(keyed).catch(() => new Map<string, string>())
+    for (const memory of keyed) memory.id = stored.get(`${memory.namespace}\u0000${memory.idempotency_key}`) ?? memory.id
+    if (stored.size === prepared.length) return prepared.map((memory) => ({ id: memory.id, created: false }))
+    return undefined
+  }
+
+  /** Claims the request's keys and appends its entry (see CLAIM_AND_QUEUE); a repeat of a queued request appends nothing. */
+  async function claimAndQueue(prepared: PreparedMemory[], kind: SaveKind): Promise<void> {
+    const keyed = prepared.filter((memory) => memory.idempotency_key !== null)
+    if (keyed.length === 0) {
+      await redis!.commands.xadd(keys.stream, '*', SAVE_FIELD, encodeSave({ kind, memories: prepared }))
+      return
+    }
+    const claims = keyed.map((memory) => `${keys.idempotency}${memory.namespace}|${memory.idempotency_key}`)
+    for (;;) {
+      const held = (await redis!.commands.eval(
+        CLAIM_AND_QUEUE, 1 + claims.length, keys.stream, ...claims, IDEMPOTENCY_CLAIM_SECONDS, SAVE_FIELD, encodeSave({ kind, memories: prepared }), ...keyed.map((m) => m.id)
+      )) as string[] | null
+      if (held === null) return
+      for (const [i, id] of held.entries()) if (id) keyed[i]!.id = id
+      if (held.every(Boolean)) return
+    }
+  }
+
   return {
     /** True when saves can be queued (REDIS_URL is set). */
     enabled: redis !== undefined,
@@ -361,8 +421,10 @@ export function createSaveQueue(deps: SaveQueueDeps) {
       // Also takes one array per save (the first form of this call): still one entry for the request.
       const prepared = (request as ReadonlyArray<PreparedMemory | readonly PreparedMemory[]>).flat() as PreparedMemory[]
       if (redis && redis.available()) {
+        const stored = await takeFirstIds(prepared)
+        if (stored) return { queued: false, results: stored }
         try {
-          await redis.commands.xadd(keys.stream, '*', SAVE_FIELD, encodeSave({ kind, memories: prepared }))
+          await claimAndQueue(prepared, kind)
           metrics.queueEntries.inc({ event: 'queued' })
           return { queued: true, ids: prepared.map((memory) => memory.id) }
         } catch (error) {
