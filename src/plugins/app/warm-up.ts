@@ -1,0 +1,79 @@
+import fp from 'fastify-plugin'
+import { createMemoryStore } from '../../memory/memory-store.js'
+
+/**
+ * One step of the warm-up, given the namespace it works in (the store's largest, or "default") and a question that
+ * differs from pass to pass, so no pass is answered from the recall cache.
+ */
+export type WarmUpStep = (namespace: string, question: string) => Promise<unknown>
+
+export interface WarmUp {
+  /** Adds a step; routes add theirs (the hook's dry run) as they are registered. */
+  add(name: string, step: WarmUpStep): void
+  /** Runs the steps until a pass is no faster than the one before; a failing step is logged, never fatal. */
+  run(): Promise<void>
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    warmUp: WarmUp
+  }
+}
+
+const QUESTIONS = [
+  'what did we decide about the export?',
+  'how are errors retried when the connection resets?',
+  'which settings changed in the configuration last week?',
+  'why did the tests fail on the build machine?',
+  'where is the pagination of the ledger handled?'
+]
+/** A pass that is not at least this many times faster than the one before: the store is as warm as it gets. */
+const SETTLED = 1.25
+
+/** Thrown to roll the warm-up's save back: it plans and runs the insert, and keeps nothing. */
+const ROLLBACK = new Error('warm-up save rolled back')
+
+/**
+ * What the first requests after a start would otherwise pay for: the term backlog folded, the statements of a save
+ * and of a recall planned and their pages read, the embedder's first runs, the hook's code path. src/server.ts runs
+ * it before it listens, so a service that answers (and says ready) answers its first hook as fast as its later ones.
+ */
+export default fp(
+  async (fastify) => {
+    const { db, embedder, memories } = fastify
+    const store = createMemoryStore(db)
+    const steps: Array<[string, WarmUpStep]> = [
+      ['term statistics', () => fastify.termStatisticsFolder.drainOnce()],
+      ['save', async (namespace, question) => {
+        const memory = memories.prepare({ namespace, role: 'user', content: question }, '', null)
+        const [embedding] = await embedder.embed([memory.content])
+        await db.transaction(async (tx) => {
+          await store.insertMany([{ ...memory, embedding: embedding ?? null, embedder: embedder.id }], tx)
+          throw ROLLBACK
+        }).catch((error: unknown) => {
+          if (error !== ROLLBACK) throw error
+        })
+      }],
+      ['recall', (namespace, question) => memories.recall({ query: question, namespace, k: 8, mode: 'hybrid', format: 'context' })]
+    ]
+    fastify.decorate('warmUp', {
+      add: (name, step) => void steps.push([name, step]),
+      async run() {
+        const started = performance.now()
+        const largest = (await memories.namespaces().catch(() => [])).sort((a, b) => b.count - a.count)[0]
+        const namespace = largest?.namespace ?? 'default'
+        const passesMs: number[] = []
+        for (const question of QUESTIONS) {
+          const passStarted = performance.now()
+          for (const [name, step] of steps) {
+            await step(namespace, question).catch((error: unknown) => fastify.log.warn({ err: error, step: name }, 'a warm-up step failed; the first request pays for it instead'))
+          }
+          passesMs.push(Math.round(performance.now() - passStarted))
+          if (passesMs.length >= 2 && passesMs.at(-1)! * SETTLED >= passesMs.at(-2)!) break
+        }
+        fastify.log.info({ namespace, took_ms: Math.round(performance.now() - started), passes_ms: passesMs }, 'warmed up')
+      }
+    } satisfies WarmUp)
+  },
+  { name: 'warm-up', dependencies: ['memory-service'] }
+)
