@@ -14,6 +14,7 @@ import injectionLogPlugin from './plugins/app/injection-log.js'
 import namespaceActivityPlugin from './plugins/app/namespace-activity.js'
 import memoryServicePlugin from './plugins/app/memory-service-plugin.js'
 import saveQueuePlugin from './plugins/app/save-queue.js'
+import warmUpPlugin from './plugins/app/warm-up.js'
 import configPlugin from './plugins/external/config.js'
 import databasePlugin from './plugins/external/database.js'
 import metricsPlugin from './plugins/external/metrics.js'
@@ -113,6 +114,7 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
   await app.register(injectionLogPlugin)
   await app.register(memoryServicePlugin, { backfill: options.backfill, vectorIndexer: options.vectorIndexer, termStatisticsFolder: options.termStatisticsFolder })
   await app.register(saveQueuePlugin, { consumer: options.queueConsumer })
+  await app.register(warmUpPlugin)
   await app.register(autoload, { dir: ROUTES_DIR, autoHooks: true, cascadeHooks: true, ignorePattern: /\.(d\.ts|map)$/ })
   return app
 }

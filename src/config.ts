@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { parseEnv } from 'node:util'
 import { Type, type Static } from 'typebox'
+import { userDataDir } from './user-data-dir.js'
 
 /** The model each provider that takes one uses when EMBEDDING_MODEL is unset. */
 export const DEFAULT_MODELS = { openai: 'text-embedding-3-small', local: 'Xenova/all-MiniLM-L6-v2' } as const
@@ -15,7 +16,7 @@ export const ConfigSchema = Type.Object({
   DATABASE_URL: Type.Optional(Type.String({ minLength: 1, description: 'Postgres URL; unset means the embedded PGlite store under SAGE_DATA_DIR' })),
   DB_POOL_MAX: Type.Integer({ default: 10, minimum: 1, maximum: 500, description: 'Postgres pool size' }),
   DB_STATEMENT_TIMEOUT_MS: Type.Integer({ default: 30000, minimum: 100, description: 'Postgres statement_timeout for every pooled connection' }),
-  SAGE_DATA_DIR: Type.String({ default: '.data', minLength: 1, description: 'Where the embedded store keeps its files' }),
+  SAGE_DATA_DIR: Type.Optional(Type.String({ minLength: 1, description: 'Where the embedded store (and the model cache) keeps its files, locked by one process at a time; unset means the user\'s data folder: $XDG_DATA_HOME/sage-memory, else ~/.local/share/sage-memory (macOS: ~/Library/Application Support/sage-memory)' })),
   EMBEDDING_PROVIDER: Type.Optional(Type.Enum(['lexical', 'openai', 'local'], {
     description: 'lexical (built in, offline), openai (any OpenAI-compatible /v1/embeddings) or local (a sentence-embedding model run in process); defaults to openai when EMBEDDING_URL is set'
   })),
@@ -63,7 +64,7 @@ export const ConfigSchema = Type.Object({
   QUEUE_MAX_ATTEMPTS: Type.Integer({ default: 5, minimum: 1, maximum: 100, description: 'Tries before a queued save moves to the dead-letter stream' }),
   CACHE_TTL_SECONDS: Type.Integer({ default: 300, minimum: 1, description: 'Time to live of cached recalls' }),
   EMBEDDING_CACHE_TTL_SECONDS: Type.Integer({ default: 86400, minimum: 1, description: 'Time to live of cached embeddings' }),
-  RATE_LIMIT_MAX: Type.Integer({ default: 600, minimum: 0, description: 'Requests per window per key (or per address when open); 0 turns the limiter off' }),
+  RATE_LIMIT_MAX: Type.Integer({ default: 600, minimum: 0, description: 'Requests per window per key (or per address when open), and failed authentications per window per address; 0 turns the limiter off' }),
   RATE_LIMIT_WINDOW_MS: Type.Integer({ default: 60000, minimum: 1000, description: 'Rate limit window' }),
 
   // Hooks (issue: Claude Code hooks).
@@ -146,9 +147,14 @@ export function embeddingModel(config: Config, provider: 'openai' | 'local'): st
   return config.EMBEDDING_MODEL ?? DEFAULT_MODELS[provider]
 }
 
+/** Where the embedded store keeps its files: SAGE_DATA_DIR, or the user's data folder whatever the working directory. */
+export function dataDir(config: Pick<Config, 'SAGE_DATA_DIR'>): string {
+  return config.SAGE_DATA_DIR ?? userDataDir()
+}
+
 /** Where downloaded models are kept. */
 export function modelCacheDir(config: Config): string {
-  return config.EMBEDDING_LOCAL_CACHE_DIR ?? join(config.SAGE_DATA_DIR, 'models')
+  return config.EMBEDDING_LOCAL_CACHE_DIR ?? join(dataDir(config), 'models')
 }
 
 /** Defaults alone, plus overrides: what tests and tools build a config from. */

@@ -29,6 +29,9 @@ export async function startServer(config: Config): Promise<FastifyInstance> {
     else app.log.info({ signal }, 'shutting down')
     await app.close()
   })
+  // Warm before listening: once it answers, its first hook is as fast as the later ones.
+  await app.ready()
+  await app.warmUp.run()
   await app.listen({ host: config.HOST, port: config.PORT })
   if (metricsServer) {
     try {
@@ -39,6 +42,6 @@ export async function startServer(config: Config): Promise<FastifyInstance> {
       throw new Error(`METRICS_PORT ${config.METRICS_PORT}: ${(error as Error).message}`, { cause: error })
     }
   }
-  app.log.info({ store: app.db.kind, embedder: app.embedder.id, address: app.server.address() }, 'Sage is serving')
+  app.log.info({ store: app.db.kind, embedder: app.embedder.id, address: app.server.address() }, 'Sage is serving: ready')
   return app
 }

@@ -3,7 +3,9 @@ import { readFile } from 'node:fs/promises'
 import { test } from 'node:test'
 import { parse } from 'yaml'
 import { join } from 'node:path'
-import { ConfigSchema, embeddingModel, embeddingProvider, loadConfig, modelCacheDir } from '../src/config.js'
+import { ConfigSchema, dataDir, embeddingModel, embeddingProvider, loadConfig, modelCacheDir } from '../src/config.js'
+import { servicePaths } from '../src/service/service-files.js'
+import { userDataDir } from '../src/user-data-dir.js'
 import { REPO_ROOT } from './helper.js'
 
 test('defaults serve on 127.0.0.1:8765 with the embedded store', () => {
@@ -11,8 +13,20 @@ test('defaults serve on 127.0.0.1:8765 with the embedded store', () => {
   assert.equal(config.HOST, '127.0.0.1')
   assert.equal(config.PORT, 8765)
   assert.equal(config.DATABASE_URL, undefined)
-  assert.equal(config.SAGE_DATA_DIR, '.data')
+  assert.equal(config.SAGE_DATA_DIR, undefined)
+  assert.equal(dataDir(config), userDataDir(), 'the store is the user\'s own, whatever folder a command runs in')
   assert.equal(config.DB_POOL_MAX, 10)
+})
+
+test('the user\'s data folder: XDG data home, else ~/.local/share, on macOS Application Support; the service uses the same', () => {
+  assert.equal(userDataDir({ XDG_DATA_HOME: '/xdg' }, '/home/ann', 'linux'), '/xdg/sage-memory')
+  assert.equal(userDataDir({}, '/home/ann', 'linux'), '/home/ann/.local/share/sage-memory')
+  assert.equal(userDataDir({ XDG_DATA_HOME: 'relative' }, '/home/ann', 'linux'), '/home/ann/.local/share/sage-memory', 'a relative XDG value is ignored')
+  assert.equal(userDataDir({ XDG_DATA_HOME: '/xdg' }, '/Users/ann', 'darwin'), '/Users/ann/Library/Application Support/sage-memory')
+  for (const [platform, home, env] of [['linux', '/home/ann', { XDG_DATA_HOME: '/xdg' }], ['linux', '/home/ann', {}], ['darwin', '/Users/ann', {}]] as const) {
+    assert.equal(servicePaths(platform, home, env).dataDir, userDataDir(env, home, platform))
+  }
+  assert.equal(dataDir({ SAGE_DATA_DIR: '/srv/sage' }), '/srv/sage')
 })
 
 test('numbers and booleans are read from strings', () => {

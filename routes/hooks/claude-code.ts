@@ -51,6 +51,9 @@ const claudeCode: FastifyPluginAsyncTypebox = async (fastify) => {
     injections: fastify.injections,
     projectMode: createProjectMode()
   })
+  // The first prompt after a start must not pay for the hook's first run: a dry run saves and traces nothing.
+  fastify.warmUp.add('hook', (namespace, question) =>
+    hook.handle({ hook_event_name: 'UserPromptSubmit', session_id: 'sage-warm-up', prompt: `${question} (again)` }, { namespace, dryRun: true }))
   // Before the store closes: one last attempt at the saves still waiting.
   fastify.addHook('onClose', () => hook.close(Math.min(2_000, fastify.config.SHUTDOWN_GRACE_MS)))
 

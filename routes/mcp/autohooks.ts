@@ -34,6 +34,6 @@ export default async function mcpAccess(fastify: FastifyInstance) {
     }
     const origin = validateOriginHeader(request.headers.origin, origins)
     if (!origin.ok) throw rebinding(origin.message, 'MCP_ALLOWED_ORIGINS')
-    requireKey(request)
+    await requireKey(request)
   })
 }

@@ -95,23 +95,21 @@ export async function bindEmbedder(db: Database, embedder: Embedder): Promise<vo
   })
 }
 
-/** Switches the store to `embedder`: old vectors are cleared and the backfill re-embeds every memory. */
+/**
+ * Switches the store to `embedder`: old vectors are cleared and the backfill re-embeds every memory. Safe while
+ * the store serves: one transaction (a crash halfway must not leave old vectors in the index while their memories
+ * wait for new ones), which on PGlite's one connection also holds other statements off until it ends.
+ */
 export async function rebindEmbedder(db: Database, embedder: Embedder): Promise<number> {
-  return withBindingLock(db, async (connection) => {
-    // One transaction: a crash halfway must not leave old vectors in the index while their memories wait for new ones.
-    await connection.query('BEGIN')
-    try {
-      await dropOtherIndexes(connection, undefined)
-      const { rowCount } = await connection.query('UPDATE memories SET embedding = NULL, embedder = NULL WHERE embedding IS NOT NULL')
-      await connection.query('DELETE FROM memory_vectors')
-      await connection.query('DELETE FROM vector_backlog')
-      await writeBinding(connection, { id: embedder.id, dimension: embedder.dimension })
-      await createIndex(connection, embedder.dimension)
-      await connection.query('COMMIT')
+  return withBindingLock(db, () =>
+    db.transaction(async (tx) => {
+      await dropOtherIndexes(tx, undefined)
+      const { rowCount } = await tx.query('UPDATE memories SET embedding = NULL, embedder = NULL WHERE embedding IS NOT NULL')
+      await tx.query('DELETE FROM memory_vectors')
+      await tx.query('DELETE FROM vector_backlog')
+      await writeBinding(tx, { id: embedder.id, dimension: embedder.dimension })
+      await createIndex(tx, embedder.dimension)
       return rowCount
-    } catch (error) {
-      await connection.query('ROLLBACK')
-      throw error
-    }
-  })
+    })
+  )
 }

@@ -56,6 +56,10 @@ interface InjectionRow {
   took_ms: number | null
 }
 
+const BIGINT_MAX = 2n ** 63n - 1n
+/** An injection's id is a positive bigint. */
+const isInjectionId = (id: string) => /^[1-9]\d{0,18}$/.test(id) && BigInt(id) <= BIGINT_MAX
+
 const toIso = (value: Date | string) => (value instanceof Date ? value : new Date(value)).toISOString()
 
 /** The injections table (migrations/006_injections.sql): written in rounds, read a page at a time, pruned to its bounds. */
@@ -78,7 +82,7 @@ export function createInjectionStore(db: Queryable) {
       const where = ['namespace = $1']
       if (params.sessionId !== undefined) where.push(`session_id = $${values.push(params.sessionId)}`)
       if (params.cursor !== undefined) {
-        const [at, id] = decodeCursor(params.cursor, /^\d{1,19}$/)
+        const [at, id] = decodeCursor(params.cursor, isInjectionId)
         where.push(`(created_at, id) < ($${values.push(at)}::timestamptz, $${values.push(id)}::bigint)`)
       }
       const { rows } = await db.query<InjectionRow>(

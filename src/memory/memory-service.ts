@@ -48,14 +48,20 @@ export interface SaveOptions {
   respondAsync?: boolean
 }
 
+/** Thrown to roll a rehearsed save back. */
+const REHEARSAL = new Error('rehearsed save rolled back')
+
 export type SaveOutcome =
   | { queued: true; ids: string[] }
   /** Written: no queue asked for or configured, or Redis unreachable at that moment. */
   | { queued: false; results: SaveResult[] }
 
-/** Where asynchronous saves go (src/queue/save-queue.ts): the ids once queued, or undefined when it cannot take them now. */
+/**
+ * Where asynchronous saves go (src/queue/save-queue.ts): the ids once queued (a repeated Idempotency-Key's first
+ * ones), the stored results when a repeat was written already, or undefined when it cannot take them now.
+ */
 export interface SaveQueueEntry {
-  enqueue(prepared: readonly PreparedMemory[], kind: SaveKind): Promise<string[] | undefined>
+  enqueue(prepared: readonly PreparedMemory[], kind: SaveKind): Promise<SaveOutcome | undefined>
 }
 
 export interface MemoryServiceDeps {
@@ -317,14 +323,28 @@ export function createMemoryService(deps: MemoryServiceDeps) {
         prepared[1]!.created_at = new Date(prepared[0]!.created_at.getTime() + 1)
       }
       if (options.respondAsync && queue) {
-        const ids = await queue.enqueue(prepared, options.kind)
-        if (ids) return { queued: true, ids }
+        const outcome = await queue.enqueue(prepared, options.kind)
+        if (outcome) return outcome
       }
       return { queued: false, results: await savePrepared(prepared, options.kind) }
     },
 
     /** The write step alone, for memories prepared earlier (the save queue's consumer). */
     savePrepared,
+
+    /**
+     * A save's whole path, prepared, embedded and inserted, then rolled back: the warm-up plans and runs the
+     * statements a first save would, and keeps nothing.
+     */
+    async rehearseSave(request: SaveRequest): Promise<void> {
+      const memories = await withEmbeddings(await prepare(entriesOf(request, null)))
+      await db.transaction(async (tx) => {
+        await store.insertMany(memories, tx)
+        throw REHEARSAL
+      }).catch((error: unknown) => {
+        if (error !== REHEARSAL) throw error
+      })
+    },
 
     /** Where `respondAsync` saves are queued (the save-queue plugin, once it exists). */
     useQueue(entry: SaveQueueEntry): void {
@@ -388,6 +408,7 @@ export function createMemoryService(deps: MemoryServiceDeps) {
     },
 
     get: (id: string): Promise<Memory | undefined> => store.get(id),
+    idsByIdempotencyKey: store.idsByIdempotencyKey,
     list: (params: ListParams) => store.list(params.sessionId === undefined ? params : { ...params, sessionId: normalizeText(params.sessionId) }),
     /**
      * Deletes one memory and audits it in the same transaction; answers its namespace, or undefined when it

@@ -256,6 +256,20 @@ export function createMemoryStore(db: Queryable) {
       for (const chunk of chunks) results.push(...(await insertChunk(chunk, tx)))
       return results
     },
+
+    /** The stored id of each memory whose namespace and Idempotency-Key are already saved, keyed `namespace` NUL `key`. */
+    async idsByIdempotencyKey(memories: ReadonlyArray<{ namespace: string; idempotency_key: string | null }>): Promise<Map<string, string>> {
+      const keyed = memories.filter((m) => m.idempotency_key !== null)
+      const found = new Map<string, string>()
+      if (keyed.length === 0) return found
+      const { rows } = await db.query<{ id: string; namespace: string; idempotency_key: string }>(
+        `SELECT id, namespace, idempotency_key FROM memories WHERE (namespace, idempotency_key) IN (SELECT * FROM unnest($1::text[], $2::text[]))`,
+        [keyed.map((m) => m.namespace), keyed.map((m) => m.idempotency_key)]
+      )
+      for (const row of rows) found.set(`${row.namespace}\u0000${row.idempotency_key}`, row.id)
+      return found
+    },
+
     async get(id: string): Promise<Memory | undefined> {
       const { rows } = await db.query<MemoryRow>(`SELECT ${MEMORY_COLUMNS} FROM memories WHERE id = $1`, [id])
       return rows[0] && toMemory(rows[0])
@@ -381,15 +395,23 @@ export function encodeCursor(createdAt: string, id: string): string {
   return Buffer.from(JSON.stringify([createdAt, id])).toString('base64url')
 }
 
-/** A cursor's time and id; `idPattern` says what an id of the listed table looks like (a uuid by default). */
-export function decodeCursor(cursor: string, idPattern = /^[0-9a-f-]{36}$/i): [string, string] {
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i
+
+/** A time as encodeCursor writes it (toISOString) within the years a memory may have, so the database never sees another. */
+function isCursorTime(value: unknown): value is string {
+  if (typeof value !== 'string' || !/^\d{4}-/.test(value)) return false
+  const time = new Date(value)
+  return !Number.isNaN(time.getTime()) && time.toISOString() === value && time.getUTCFullYear() >= 1
+}
+
+/**
+ * A cursor's time and id, checked to be exactly what this service hands out (a forged one is a 400, never a
+ * database error); `isId` says what an id of the listed table looks like (a uuid by default).
+ */
+export function decodeCursor(cursor: string, isId: (id: string) => boolean = (id) => UUID.test(id)): [string, string] {
   try {
     const value: unknown = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'))
-    if (
-      Array.isArray(value) && value.length === 2 &&
-      typeof value[0] === 'string' && !Number.isNaN(Date.parse(value[0])) &&
-      typeof value[1] === 'string' && idPattern.test(value[1])
-    ) {
+    if (Array.isArray(value) && value.length === 2 && isCursorTime(value[0]) && typeof value[1] === 'string' && isId(value[1])) {
       return [value[0], value[1]]
     }
   } catch {

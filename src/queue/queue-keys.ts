@@ -10,6 +10,8 @@ export interface QueueKeys {
   attempts: string
   /** Each live consumer's last heartbeat (a sorted set scored in epoch milliseconds): who is still there. */
   consumers: string
+  /** Prefix of the claims of queued Idempotency-Keys: `<this><namespace>|<key>` holds the id the first request was given. */
+  idempotency: string
 }
 
 export function queueKeys(prefix: string): QueueKeys {
@@ -18,7 +20,8 @@ export function queueKeys(prefix: string): QueueKeys {
     group: 'sage-savers',
     deadLetters: `${prefix}saves:dead`,
     attempts: `${prefix}saves:attempts`,
-    consumers: `${prefix}saves:consumers`
+    consumers: `${prefix}saves:consumers`,
+    idempotency: `${prefix}saves:idempotency:`
   }
 }
 

@@ -2,8 +2,9 @@ import type { FastifyBaseLogger } from 'fastify'
 import { randomBytes } from 'node:crypto'
 import { hostname } from 'node:os'
 import { isConnectionError } from '../db/pg-database.js'
-import type { MemoryService, PreparedMemory, SaveKind } from '../memory/memory-service.js'
+import type { MemoryService, PreparedMemory, SaveKind, SaveOutcome } from '../memory/memory-service.js'
 import type { QueueGaugeValues, SageMetrics } from '../metrics/sage-metrics.js'
+import type { SaveResult } from '../memory/memory-schemas.js'
 import { QUEUE_BLOCK_MS, type RedisClients } from '../redis/redis-clients.js'
 import { queueStatus } from './queue-admin.js'
 import { entryTime, queueKeys, SAVE_FIELD } from './queue-keys.js'
@@ -17,7 +18,7 @@ export interface QueuedSave {
 export interface SaveQueueDeps {
   /** Undefined: no queue, every save is synchronous. */
   redis?: RedisClients
-  memories: Pick<MemoryService, 'savePrepared'>
+  memories: Pick<MemoryService, 'savePrepared' | 'idsByIdempotencyKey'>
   metrics: SageMetrics
   log: FastifyBaseLogger
   batchSize: number
@@ -61,6 +62,34 @@ for _, fields in ipairs(redis.call('XINFO', 'CONSUMERS', KEYS[1], ARGV[1])) do
 end
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. (tonumber(ARGV[3]) - tonumber(ARGV[4])))
 return removed
+`
+
+/**
+ * How long a queued Idempotency-Key is held in Redis. Once its save is written the store answers repeats (its key
+ * is unique there for good); the claim only has to outlast the wait in the queue, even through an outage.
+ */
+export const IDEMPOTENCY_CLAIM_SECONDS = 24 * 60 * 60
+
+/**
+ * Claims a request's Idempotency-Keys and queues it, in one step, so a key is never held by an id that was not
+ * queued. Returns nil once queued; otherwise the id holding each key ('' for none): keys held by other ids
+ * (the caller retries with those), or all held by the request's own ids (a repeat: nothing is queued).
+ * KEYS: stream, then one claim per keyed memory; ARGV: claim seconds, entry field, entry, then each claim's id.
+ */
+const CLAIM_AND_QUEUE = `
+local held = {}
+local missing, conflict = false, false
+for i = 2, #KEYS do
+  local id = redis.call('GET', KEYS[i])
+  held[i - 1] = id or ''
+  if not id then missing = true elseif id ~= ARGV[i + 2] then conflict = true end
+end
+if conflict or not missing then return held end
+for i = 2, #KEYS do
+  if held[i - 1] == '' then redis.call('SET', KEYS[i], ARGV[i + 2], 'EX', ARGV[1]) end
+end
+redis.call('XADD', KEYS[1], '*', ARGV[2], ARGV[3])
+return false
 `
 
 export function encodeSave(save: QueuedSave): string {
@@ -340,6 +369,38 @@ export function createSaveQueue(deps: SaveQueueDeps) {
     }
   }
 
+  /**
+   * A repeated Idempotency-Key answers as its first request: with the stored ids once written (as a synchronous
+   * save would), else with the ids it was queued under. Returns the results when every memory is already stored.
+   */
+  async function takeFirstIds(prepared: PreparedMemory[]): Promise<SaveResult[] | undefined> {
+    const keyed = prepared.filter((memory) => memory.idempotency_key !== null)
+    if (keyed.length === 0) return undefined
+    // With the store down the save is still queued; the claim below keeps repeats on one id meanwhile.
+    const stored = await memories.idsByIdempotencyKey(keyed).catch(() => new Map<string, string>())
+    for (const memory of keyed) memory.id = stored.get(`${memory.namespace}\u0000${memory.idempotency_key}`) ?? memory.id
+    if (stored.size === prepared.length) return prepared.map((memory) => ({ id: memory.id, created: false }))
+    return undefined
+  }
+
+  /** Claims the request's keys and appends its entry (see CLAIM_AND_QUEUE); a repeat of a queued request appends nothing. */
+  async function claimAndQueue(prepared: PreparedMemory[], kind: SaveKind): Promise<void> {
+    const keyed = prepared.filter((memory) => memory.idempotency_key !== null)
+    if (keyed.length === 0) {
+      await redis!.commands.xadd(keys.stream, '*', SAVE_FIELD, encodeSave({ kind, memories: prepared }))
+      return
+    }
+    const claims = keyed.map((memory) => `${keys.idempotency}${memory.namespace}|${memory.idempotency_key}`)
+    for (;;) {
+      const held = (await redis!.commands.eval(
+        CLAIM_AND_QUEUE, 1 + claims.length, keys.stream, ...claims, IDEMPOTENCY_CLAIM_SECONDS, SAVE_FIELD, encodeSave({ kind, memories: prepared }), ...keyed.map((m) => m.id)
+      )) as string[] | null
+      if (held === null) return
+      for (const [i, id] of held.entries()) if (id) keyed[i]!.id = id
+      if (held.every(Boolean)) return
+    }
+  }
+
   return {
     /** True when saves can be queued (REDIS_URL is set). */
     enabled: redis !== undefined,
@@ -351,13 +412,16 @@ export function createSaveQueue(deps: SaveQueueDeps) {
      * when Redis does not take it right now (the caller then writes them with the same ids: an entry that reached
      * Redis after all is found already stored and written once).
      */
-    async enqueue(prepared: readonly PreparedMemory[], kind: SaveKind): Promise<string[] | undefined> {
+    async enqueue(prepared: readonly PreparedMemory[], kind: SaveKind): Promise<SaveOutcome | undefined> {
       if (!redis) return undefined
       if (redis.available()) {
+        const entry = [...prepared]
+        const stored = await takeFirstIds(entry)
+        if (stored) return { queued: false, results: stored }
         try {
-          await redis.commands.xadd(keys.stream, '*', SAVE_FIELD, encodeSave({ kind, memories: [...prepared] }))
+          await claimAndQueue(entry, kind)
           metrics.queueEntries.inc({ event: 'queued' })
-          return prepared.map((memory) => memory.id)
+          return { queued: true, ids: entry.map((memory) => memory.id) }
         } catch (error) {
           redis.markFailed()
           warn(error, 'redis did not take the save; saving synchronously')

@@ -1,4 +1,5 @@
 import { join } from 'node:path'
+import { userDataDir } from '../user-data-dir.js'
 
 /**
  * What `sage-memory service install` writes: a systemd user unit on Linux, a launchd agent on macOS, and the
@@ -32,7 +33,7 @@ export function servicePaths(platform: NodeJS.Platform, home: string, env: Recor
     return {
       definition: join(home, 'Library', 'LaunchAgents', `${LAUNCHD_LABEL}.plist`),
       envFile: join(support, 'sage.env'),
-      dataDir: join(support, 'data'),
+      dataDir: userDataDir(env, home, platform),
       logFile: join(home, 'Library', 'Logs', SERVICE_NAME, 'sage.log')
     }
   }
@@ -41,7 +42,7 @@ export function servicePaths(platform: NodeJS.Platform, home: string, env: Recor
   return {
     definition: join(xdg('XDG_CONFIG_HOME', '.config'), 'systemd', 'user', `${SERVICE_NAME}.service`),
     envFile: join(xdg('XDG_CONFIG_HOME', '.config'), SERVICE_NAME, 'sage.env'),
-    dataDir: join(xdg('XDG_DATA_HOME', '.local/share'), SERVICE_NAME)
+    dataDir: userDataDir(env, home, platform)
   }
 }
 

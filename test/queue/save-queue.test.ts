@@ -130,6 +130,53 @@ for (const backend of backends()) {
       assert.equal(await redis.xlen(keys().stream), 1)
     })
 
+    test('a repeated Idempotency-Key answers the first id while queued, that id lands, and a repeat after it landed answers as a synchronous save', async () => {
+      // Producers without a consumer: the first save is still queued when it is repeated.
+      const [first, second] = [await app({}, { queueConsumer: false }), await app({}, { queueConsumer: false })]
+      const post = (sage: FastifyInstance, url: string, key: string, payload: object) =>
+        sage.inject({ method: 'POST', url, headers: { ...ASYNC, 'idempotency-key': key }, payload })
+      const single = { namespace: 'idem', content: 'saved once' }
+      const batch = { items: [{ namespace: 'idem', content: 'b0' }, { namespace: 'idem', content: 'b1' }] }
+      const turn = { namespace: 'idem', user_input: 'q?', assistant_response: 'a.' }
+
+      const queued = await post(first, '/v1/memories', 'k-single', single)
+      assert.equal(queued.statusCode, 202, queued.body)
+      const queuedBatch = await post(first, '/v1/memories/batch', 'k-batch', batch)
+      const queuedTurn = await post(first, '/v1/turns', 'k-turn', turn)
+      // Repeats through either replica, concurrently too, answer 202 with the first ids and queue nothing more.
+      const repeats = await Promise.all([first, second, second].map((sage) => post(sage, '/v1/memories', 'k-single', single)))
+      for (const repeat of repeats) {
+        assert.equal(repeat.statusCode, 202, repeat.body)
+        assert.equal(repeat.json().id, queued.json().id)
+      }
+      assert.deepEqual((await post(second, '/v1/memories/batch', 'k-batch', batch)).json().items, queuedBatch.json().items)
+      assert.deepEqual((await post(second, '/v1/turns', 'k-turn', turn)).json().ids, queuedTurn.json().ids)
+      assert.equal(await redis.xlen(keys().stream), 3)
+
+      await app()
+      await drained()
+      assert.equal(await count(), 5)
+      const read = await second.inject({ method: 'GET', url: `/v1/memories/${queued.json().id}` })
+      assert.equal(read.statusCode, 200, 'the id the repeats were given exists once the queue has drained')
+      for (const { id } of queuedBatch.json().items) assert.equal((await second.inject({ method: 'GET', url: `/v1/memories/${id}` })).statusCode, 200)
+
+      // Once written, a repeat is answered from the store, exactly as without Prefer: respond-async.
+      const late = await post(second, '/v1/memories', 'k-single', single)
+      assert.equal(late.statusCode, 200, late.body)
+      assert.deepEqual(late.json(), { id: queued.json().id, created: false })
+      const lateBatch = await post(second, '/v1/memories/batch', 'k-batch', batch)
+      assert.equal(lateBatch.statusCode, 201)
+      assert.deepEqual(lateBatch.json().items, queuedBatch.json().items.map(({ id }: { id: string }) => ({ id, created: false })))
+      const lateTurn = await post(second, '/v1/turns', 'k-turn', turn)
+      assert.equal(lateTurn.statusCode, 200)
+      assert.deepEqual(lateTurn.json().ids, queuedTurn.json().ids)
+      // Even with its claim gone from Redis, the store still knows the key.
+      await redis.del(`${keys().idempotency}idem|k-single`)
+      assert.deepEqual((await post(first, '/v1/memories', 'k-single', single)).json(), { id: queued.json().id, created: false })
+      assert.equal(await redis.xlen(keys().stream), 0)
+      assert.equal(await count(), 5)
+    })
+
     test('an entry delivered twice (replayed with the same ids) is written once', async () => {
       const producer = await app({}, { queueConsumer: false })
       const res = await producer.inject({ method: 'POST', url: '/v1/memories/batch', headers: ASYNC, payload: { items: [{ content: 'one' }, { content: 'two' }] } })
@@ -255,7 +302,8 @@ for (const backend of backends()) {
           savePrepared: (memories, kind) => {
             if (outages-- > 0) return Promise.reject(Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:5432'), { code: 'ECONNREFUSED' }))
             return sage.memories.savePrepared(memories, kind)
-          }
+          },
+          idsByIdempotencyKey: sage.memories.idsByIdempotencyKey
         },
         metrics: sage.metrics,
         log: sage.log,

@@ -2,6 +2,20 @@ import assert from 'node:assert/strict'
 import { describe, test } from 'node:test'
 import { backends, memoryCount, useTestApp } from '../helper.js'
 
+const cursorOf = (value: unknown) => Buffer.from(JSON.stringify(value)).toString('base64url')
+const UUID = '0f6c3b1e-7a2d-4c5e-9f10-1234567890ab'
+/** Cursors shaped like the service's that no page ever ends on: each once reached Postgres and answered 500. */
+const FORGED_CURSORS = {
+  'a year-0 time': cursorOf(['0000-01-01T00:00:00.000Z', UUID]),
+  'a time of year 10000': cursorOf(['+010000-01-01T00:00:00.000Z', UUID]),
+  'a time that is not ISO': cursorOf(['Tue, 01 Jan 2026 00:00:00 GMT', UUID]),
+  'an id of 36 dashes': cursorOf(['2026-01-01T00:00:00.000Z', '-'.repeat(36)]),
+  'an id of 36 hex digits': cursorOf(['2026-01-01T00:00:00.000Z', 'a'.repeat(36)]),
+  'a bigint id past 2^63': cursorOf(['2026-01-01T00:00:00.000Z', '9999999999999999999']),
+  'an object': cursorOf({ at: '2026-01-01T00:00:00.000Z', id: UUID }),
+  'not base64 JSON': 'nonsense'
+}
+
 /** Malformed requests of every kind: each a clear 4xx in the contract's shape, never a 5xx, never a row. */
 for (const backend of backends()) {
   describe(`bad input on ${backend.name}`, () => {
@@ -39,7 +53,16 @@ for (const backend of backends()) {
       { name: 'bad id', method: 'GET', url: '/v1/memories/not-a-uuid', status: 400 },
       { name: 'limit too large', method: 'GET', url: '/v1/memories?limit=501', status: 400 },
       { name: 'limit not a number', method: 'GET', url: '/v1/memories?limit=ten', status: 400 },
-      { name: 'unknown route', method: 'GET', url: '/v2/nothing', status: 404 }
+      { name: 'unknown route', method: 'GET', url: '/v2/nothing', status: 404 },
+      ...Object.entries(FORGED_CURSORS).flatMap(([what, cursor]) =>
+        ['/v1/memories?namespace=c', '/v1/injections?namespace=c'].map((route) => ({
+          name: `${route.split('?')[0]} with a cursor of ${what}`,
+          method: 'GET' as const,
+          url: `${route}&cursor=${cursor}`,
+          status: 400,
+          message: /cursor is not one this service gave out/
+        }))
+      )
     ]
 
     for (const c of cases) {

@@ -1,7 +1,8 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
-import { createWriteStream } from 'node:fs'
+import { createWriteStream, mkdtempSync } from 'node:fs'
 import { createServer } from 'node:net'
+import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
 import { REPO_ROOT } from '../helper.js'
@@ -13,6 +14,15 @@ export interface SageProcess {
   output(): string
   /** Sends `signal` and resolves with the exit code (or the signal that ended it). */
   stop(signal?: NodeJS.Signals): Promise<number | NodeJS.Signals | null>
+}
+
+let home: string | undefined
+/**
+ * The HOME a started process gets unless the test gives one: a folder of this test process's own, so a store,
+ * model cache or settings backup that defaults to the user's data folder never lands in the real home.
+ */
+export function testHome(): string {
+  return (home ??= mkdtempSync(join(tmpdir(), 'sage-home-')))
 }
 
 /** A port nobody listens on right now, off the standard ones. */
@@ -33,7 +43,7 @@ export async function freePort(): Promise<number> {
 export async function startSage(env: Record<string, string>, timeoutMs = 30_000, { logFile }: { logFile?: string } = {}): Promise<SageProcess> {
   const port = env.PORT ?? String(await freePort())
   const child = spawn(process.execPath, [join(REPO_ROOT, 'dist/src/cli.js'), 'serve'], {
-    env: { PATH: process.env.PATH ?? '', HOST: '127.0.0.1', LOG_LEVEL: 'warn', ...env, PORT: port },
+    env: { PATH: process.env.PATH ?? '', HOME: testHome(), HOST: '127.0.0.1', LOG_LEVEL: 'warn', ...env, PORT: port },
     stdio: ['ignore', 'pipe', 'pipe']
   })
   let output = ''
@@ -82,7 +92,7 @@ const execFileAsync = promisify(execFile)
  */
 export async function runSage(args: string[], env: Record<string, string> = {}, timeoutMs = 60_000, cwd?: string): Promise<{ code: number; stdout: string; stderr: string }> {
   try {
-    const { stdout, stderr } = await execFileAsync(process.execPath, [join(REPO_ROOT, 'dist/src/cli.js'), ...args], { env: { PATH: process.env.PATH ?? '', ...env }, timeout: timeoutMs, cwd })
+    const { stdout, stderr } = await execFileAsync(process.execPath, [join(REPO_ROOT, 'dist/src/cli.js'), ...args], { env: { PATH: process.env.PATH ?? '', HOME: testHome(), ...env }, timeout: timeoutMs, cwd })
     return { code: 0, stdout, stderr }
   } catch (error) {
     const failed = error as { code: number; stdout: string; stderr: string }

@@ -69,9 +69,11 @@ export const forbiddenNamespace = (namespace: string) =>
 
 export const forbiddenDelete = () => new SageError(403, 'SAGE_FORBIDDEN', 'this key may not delete (its entry in SAGE_API_KEYS does not end in :delete)')
 
-/** 401 unless the request carries a valid key (or the service is open). */
-export function requireKey(request: FastifyRequest): void {
-  if (!request.access.authenticated) throw unauthorized(request.headers.authorization !== undefined)
+/** 401 unless the request carries a valid key (or the service is open); 429 once its address has failed too often. */
+export async function requireKey(request: FastifyRequest): Promise<void> {
+  if (request.access.authenticated) return
+  const refusal = unauthorized(request.headers.authorization !== undefined)
+  throw await request.server.refuseAuthentication(request, refusal)
 }
 
 /** 403 unless the caller may use every one of `namespaces`. */

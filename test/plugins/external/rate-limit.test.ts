@@ -97,6 +97,30 @@ describe('rate limits', () => {
     assertLimited(await list(sage, as(KEY_B)), 2)
   })
 
+  test('failed authentication counts per address: key guessing is a 429 with Retry-After, on every route that needs a key', async () => {
+    const sage = await app({ RATE_LIMIT_MAX: 3, SAGE_API_KEYS: `alpha:${KEY_A}=*` })
+    const wrong = { authorization: `Bearer ${'x'.repeat(32)}` }
+    for (let i = 0; i < 3; i++) assert.equal((await list(sage, wrong)).statusCode, 401)
+    assertLimited(await list(sage, wrong), 3)
+    // No key at all, another key, and the hook and MCP routes spend the same allowance.
+    assertLimited(await list(sage), 3)
+    assertLimited(await list(sage, { authorization: `Bearer ${'y'.repeat(32)}` }), 3)
+    assertLimited(await sage.inject({ method: 'POST', url: '/hooks/claude-code', headers: wrong, payload: {} }), 3)
+    assertLimited(await sage.inject({ method: 'POST', url: '/mcp', headers: { ...wrong, accept: 'application/json, text/event-stream' }, payload: {} }), 3)
+    // Another address still gets its 401s; a valid key from the guessing address keeps its own limit.
+    assert.equal((await list(sage, wrong, '10.0.0.8')).statusCode, 401)
+    const valid = { authorization: `Bearer ${KEY_A}` }
+    for (let i = 0; i < 3; i++) assert.equal((await list(sage, valid)).statusCode, 200)
+    assertLimited(await list(sage, valid), 3)
+    // Probes need no key and are not refused.
+    assert.equal((await sage.inject({ method: 'GET', url: '/health' })).statusCode, 200)
+  })
+
+  test('failed authentication is not limited with RATE_LIMIT_MAX=0', async () => {
+    const sage = await app({ RATE_LIMIT_MAX: 0, SAGE_API_KEYS: `alpha:${KEY_A}=*` })
+    for (let i = 0; i < 10; i++) assert.equal((await list(sage)).statusCode, 401)
+  })
+
   describe('shared through Redis', { skip: redisUrl ? false : 'TEST_REDIS_URL is not set' }, () => {
     test('two replicas on one Redis count against one limit', async () => {
       const shared = { RATE_LIMIT_MAX: 4, REDIS_URL: redisUrl, REDIS_KEY_PREFIX: `${prefix}${++n}:` }
@@ -105,6 +129,17 @@ describe('rate limits', () => {
       for (let i = 0; i < 6; i++) statuses.push((await list(i % 2 === 0 ? a! : b!)).statusCode)
       assert.deepEqual(statuses, [200, 200, 200, 200, 429, 429])
       assertLimited(await list(b!), 4)
+    })
+
+    test('two replicas on one Redis count failed authentications against one limit per address', async () => {
+      const shared = { RATE_LIMIT_MAX: 2, REDIS_URL: redisUrl, REDIS_KEY_PREFIX: `${prefix}${++n}:`, SAGE_API_KEYS: `alpha:${KEY_A}=*` }
+      const [a, b] = [await app(shared), await app(shared)]
+      const wrong = { authorization: `Bearer ${'x'.repeat(32)}` }
+      const statuses: number[] = []
+      for (let i = 0; i < 4; i++) statuses.push((await list(i % 2 === 0 ? a! : b!, wrong)).statusCode)
+      assert.deepEqual(statuses, [401, 401, 429, 429])
+      assertLimited(await list(a!, wrong), 2)
+      assert.equal((await list(b!, { authorization: `Bearer ${KEY_A}` })).statusCode, 200)
     })
 
     test('with Redis unreachable requests are served, not refused', async () => {

@@ -35,10 +35,10 @@ test('from a clean clone: npm start, then an MCP client remembers a fact and a r
   const clone = await cleanClone()
   t.after(() => rm(clone, { recursive: true, force: true }))
   const port = await freePort()
-  // Nothing configured but where to listen: the embedded store in the clone's .data, the built-in embedder.
+  // Nothing configured but where to listen: the embedded store in the user's data folder (the clone's, here), the built-in embedder.
   const npm = spawn('npm', ['start'], {
     cwd: clone,
-    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? clone, PORT: String(port), LOG_LEVEL: 'warn' },
+    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? clone, XDG_DATA_HOME: join(clone, 'data-home'), PORT: String(port), LOG_LEVEL: 'warn' },
     stdio: ['ignore', 'pipe', 'pipe'],
     // Its own process group, so the build and the service it starts stop with it.
     detached: true
