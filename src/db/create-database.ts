@@ -1,5 +1,5 @@
 import { resolve } from 'node:path'
-import type { Config } from '../config.js'
+import { databaseTimeouts, type Config } from '../config.js'
 import type { Database } from './database.js'
 import { createPgDatabase } from './pg-database.js'
 import { createPgliteDatabase } from './pglite-database.js'
@@ -10,7 +10,7 @@ export async function createDatabase(config: Config, onError?: (error: Error) =>
     return createPgDatabase({
       url: config.DATABASE_URL,
       poolMax: config.DB_POOL_MAX,
-      statementTimeoutMs: config.DB_STATEMENT_TIMEOUT_MS,
+      ...databaseTimeouts(config),
       onError
     })
   }

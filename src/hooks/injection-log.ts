@@ -1,5 +1,5 @@
 import type { FastifyBaseLogger } from 'fastify'
-import { isConnectionError } from '../db/pg-database.js'
+import { isDependencyFailure } from '../classify-failure.js'
 import { normalizeText } from '../memory/normalize.js'
 import type { RecallHit } from '../memory/memory-schemas.js'
 import type { Injection, InjectionStore, TracedHit } from './injection-store.js'
@@ -67,7 +67,7 @@ export function createInjectionLog(options: InjectionLogOptions): InjectionLog {
         await store.insertMany(round)
       } catch (error) {
         // A round the store refuses for what it holds would be refused forever: it is dropped, not retried.
-        if (!isConnectionError(error)) {
+        if (!isDependencyFailure(error)) {
           log.warn({ err: error, dropped: round.length }, 'injection traces refused by the store; dropped')
           continue
         }

@@ -1,7 +1,7 @@
 import type { FastifyBaseLogger } from 'fastify'
 import { randomBytes } from 'node:crypto'
 import { hostname } from 'node:os'
-import { isConnectionError } from '../db/pg-database.js'
+import { isDependencyFailure } from '../classify-failure.js'
 import type { MemoryService, PreparedMemory, SaveKind } from '../memory/memory-service.js'
 import type { SaveResult } from '../memory/memory-schemas.js'
 import type { QueueGaugeValues, SageMetrics } from '../metrics/sage-metrics.js'
@@ -91,12 +91,7 @@ export function decodeSave(text: string | undefined): QueuedSave {
  * Failures that say nothing about the entry: the store is down or busy. The entry waits and is written when the
  * store is back, never counted towards the dead-letter stream.
  */
-export function isPassingFailure(error: unknown): boolean {
-  if (isConnectionError(error)) return true
-  const code = (error as { code?: unknown })?.code
-  // Postgres classes: 40 rollback (serialization, deadlock), 53 resources, 55 lock not available, 57 operator intervention (statement timeout, shutdown), 58 system.
-  return typeof code === 'string' && /^(40|53|55|57|58)/.test(code)
-}
+export const isPassingFailure = isDependencyFailure
 
 const fieldOf = (fields: string[], name: string) => {
   for (let i = 0; i + 1 < fields.length; i += 2) if (fields[i] === name) return fields[i + 1]
