@@ -1,3 +1,4 @@
+import { EmbedderError } from './embedder/embedder-error.js'
 import { SageError } from './errors.js'
 
 /** The services Sage depends on, named in a 503 and in the outage log. */
@@ -81,6 +82,9 @@ export function classifyFailure(error: unknown): FailureClass {
   if (error instanceof DependencyError) {
     return { kind: 'dependency', dependency: error.dependency, state: error.state, reason: error.message, retryAfterSeconds: error.retryAfterSeconds }
   }
+  if (error instanceof EmbedderError) {
+    return error.retryable ? { kind: 'dependency', dependency: 'embedder', state: 'down', reason: `the embedder is unavailable: ${error.message}`, retryAfterSeconds: 5 } : { kind: 'bug' }
+  }
   if (!(error instanceof Error)) return { kind: 'bug' }
   const code = String((error as { code?: unknown }).code ?? '')
   const status = (error as { statusCode?: unknown }).statusCode
@@ -105,4 +109,10 @@ export const isDependencyFailure = (error: unknown): boolean => classifyFailure(
 export function breaksConnection(error: unknown): boolean {
   const failure = classifyFailure(error)
   return failure.kind === 'dependency' && failure.dependency === 'database' && failure.state === 'down'
+}
+
+/** What a log line carries about a failure: a dependency's trouble in one phrase, anything else with its stack. */
+export function failureFields(error: unknown): { reason: string } | { err: unknown } {
+  const failure = classifyFailure(error)
+  return failure.kind === 'dependency' ? { reason: failure.reason } : { err: error }
 }
