@@ -315,11 +315,24 @@ export function createSaveQueue(deps: SaveQueueDeps) {
   async function consume(): Promise<void> {
     let failures = 0
     let nextClaimAt = 0
+    let readOwnPending = true
     while (!stopped) {
       try {
         if (Date.now() >= nextClaimAt) {
           nextClaimAt = Date.now() + claimIntervalMs
           await claimAbandoned()
+        }
+        if (readOwnPending) {
+          // A read that failed may have been delivered all the same (Redis froze before answering): those entries
+          // are pending to this consumer, and are taken back now rather than after QUEUE_CLAIM_IDLE_MS.
+          const own = (await redis!.commands.xreadgroup('GROUP', keys.group, consumer, 'COUNT', readCount(), 'STREAMS', keys.stream, '0')) as Array<[string, StreamEntry[]]> | null
+          const entries = own?.[0]?.[1] ?? []
+          // Deleted after they were read (written by another consumer meanwhile): only their acknowledgement is left.
+          const gone = entries.filter(([, fields]) => !fields).map(([id]) => id)
+          if (gone.length > 0) await redis!.commands.xack(keys.stream, keys.group, ...gone)
+          if (entries.length > gone.length) await processEntries(entries)
+          if (entries.length === 0) readOwnPending = false
+          continue
         }
         const reply = (await redis!.blocking.xreadgroup(
           'GROUP', keys.group, consumer, 'COUNT', readCount(), 'BLOCK', QUEUE_BLOCK_MS, 'STREAMS', keys.stream, '>'
@@ -335,6 +348,7 @@ export function createSaveQueue(deps: SaveQueueDeps) {
           continue
         }
         failures++
+        readOwnPending = true
         warn(error, 'the save queue consumer cannot read from Redis; retrying')
         await pause(Math.min(100 * 2 ** Math.min(failures, 5), 2000))
       }

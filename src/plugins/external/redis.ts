@@ -17,11 +17,16 @@ export default fp(
       return
     }
     const clients = await createRedisClients(
-      { url: config.REDIS_URL, keyPrefix: config.REDIS_KEY_PREFIX, commandTimeoutMs: config.REDIS_COMMAND_TIMEOUT_MS },
+      {
+        url: config.REDIS_URL,
+        keyPrefix: config.REDIS_KEY_PREFIX,
+        commandTimeoutMs: config.REDIS_COMMAND_TIMEOUT_MS,
+        onAvailability: (up) => fastify.metrics.dependencyUp.set({ dependency: 'redis' }, up ? 1 : 0)
+      },
       fastify.log
     )
     fastify.decorate('redis', clients)
     fastify.addHook('onClose', () => clients.close())
   },
-  { name: 'redis', dependencies: ['config'] }
+  { name: 'redis', dependencies: ['config', 'metrics'] }
 )
