@@ -11,6 +11,9 @@ const COOL_DOWN_MS = 1000
 /** The probe itself, and closing. */
 const PASS_WHILE_SKIPPING = new Set(['ping', 'quit'])
 
+/** none: a restart of Redis loses queued saves that were acknowledged (202) but not yet written. */
+export type RedisPersistence = 'aof' | 'rdb' | 'aof+rdb' | 'none' | 'unknown'
+
 export interface RedisSettings {
   url: string
   keyPrefix: string
@@ -32,6 +35,8 @@ export interface RedisClients {
   markFailed(): void
   /** Round trip of a PING, in milliseconds. */
   ping(): Promise<number>
+  /** How Redis keeps what it holds across its own restart; unknown when CONFIG is disabled (managed Redis). */
+  persistence(): Promise<RedisPersistence>
   close(): Promise<void>
 }
 
@@ -132,6 +137,16 @@ export async function createRedisClients(
       const started = performance.now()
       await commands.ping()
       return Math.round((performance.now() - started) * 100) / 100
+    },
+    async persistence(): Promise<RedisPersistence> {
+      try {
+        const [[, appendonly], [, save]] = await Promise.all([commands.config('GET', 'appendonly'), commands.config('GET', 'save')]) as [string[], string[]]
+        const aof = appendonly === 'yes'
+        const rdb = typeof save === 'string' && save.trim() !== ''
+        return aof && rdb ? 'aof+rdb' : aof ? 'aof' : rdb ? 'rdb' : 'none'
+      } catch {
+        return 'unknown'
+      }
     },
     async close() {
       closed = true

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict'
 import { after, describe, test } from 'node:test'
 import { createPostgresDatabase, testRedisUrl } from '../helper.js'
-import { startRedisServer, type RedisServer } from '../support/redis.js'
+import { startRedisServer, testRedisClient, type RedisServer } from '../support/redis.js'
 import { saveAsync, storedMemories } from '../support/queued-saves.js'
 import { startSage, type SageProcess } from '../support/sage-process.js'
 import { waitFor } from '../support/wait-for.js'
@@ -75,6 +75,22 @@ describe('saves over a Redis that freezes or dies', { skip }, () => {
     assert.ok(written < 8_000, `the last acknowledged save was stored ${written} ms after the thaw (QUEUE_CLAIM_IDLE_MS is 30 s)`)
     assert.match(sage.output(), /redis did not answer in time/)
     assert.match(sage.output(), /redis answers again/)
+  })
+
+  test('a Redis that would lose acknowledged saves on its restart is warned about at start and reported by /health/ready and /metrics', async () => {
+    // The private server runs with --save '' --appendonly no.
+    assert.match(sage!.output(), /redis keeps nothing across its own restart/)
+    const ready = async () => ((await (await fetch(`${sage!.url}/health/ready`)).json()) as { checks: { redis: { persistence?: string } } }).checks.redis.persistence
+    assert.equal(await ready(), 'none')
+    assert.match(await (await fetch(`${sage!.url}/metrics`)).text(), /^sage_redis_durable 0$/m)
+    const admin = testRedisClient(redis!.url)
+    try {
+      await admin.config('SET', 'appendonly', 'yes')
+      assert.equal(await ready(), 'aof')
+      await admin.config('SET', 'appendonly', 'no')
+    } finally {
+      admin.disconnect()
+    }
   })
 
   test('killed: saves go on synchronously at once, and queue again once Redis is back', async () => {
