@@ -63,7 +63,8 @@ function classifyDatabase(code: string, message: string): FailureClass | undefin
 function classifyRedis(error: Error): FailureClass | undefined {
   const message = error.message
   if (message === 'Command timed out') return { kind: 'dependency', dependency: 'redis', state: 'down', reason: 'redis did not answer in time', retryAfterSeconds: 2 }
-  if (/Connection is closed|Stream isn't writeable|enableOfflineQueue|max retries per request|redis unavailable|LOADING|MASTERDOWN|BUSY /i.test(message)) {
+  // Redis's own error replies start with their upper-case code, so those are matched exactly.
+  if (/Connection is closed|Stream isn't writeable|enableOfflineQueue|max retries per request|redis unavailable/i.test(message) || /^(LOADING|MASTERDOWN|BUSY) /.test(message)) {
     return { kind: 'dependency', dependency: 'redis', state: 'down', reason: 'redis is unavailable', retryAfterSeconds: 2 }
   }
   return undefined
