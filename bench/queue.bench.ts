@@ -37,7 +37,8 @@ function startSage(databaseUrl: string): Promise<SageProcess> {
       REDIS_KEY_PREFIX: PREFIX,
       RATE_LIMIT_MAX: '1000000000',
       // The ack phases hold the table lock longer than the default 30 s statement timeout would allow.
-      DB_STATEMENT_TIMEOUT_MS: '600000'
+      DB_STATEMENT_TIMEOUT_MS: '600000',
+      DB_QUERY_TIMEOUT_MS: '601000'
     },
     60_000
   )

@@ -8,6 +8,7 @@ import type { Database } from './db/database.js'
 import type { Embedder } from './embedder/embedder.js'
 import accessPlugin from './plugins/app/access.js'
 import configReloadPlugin from './plugins/app/config-reload.js'
+import dependencyOutagesPlugin from './plugins/app/dependency-outages.js'
 import embedderPlugin from './plugins/app/embedder.js'
 import errorHandler from './plugins/app/error-handler.js'
 import injectionLogPlugin from './plugins/app/injection-log.js'
@@ -110,6 +111,7 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
   await app.register(rateLimitPlugin)
   await app.register(databasePlugin, { database: options.database })
   await app.register(embedderPlugin, { embedder: options.embedder })
+  await app.register(dependencyOutagesPlugin)
   await app.register(namespaceActivityPlugin)
   await app.register(injectionLogPlugin)
   await app.register(memoryServicePlugin, { backfill: options.backfill, vectorIndexer: options.vectorIndexer, termStatisticsFolder: options.termStatisticsFolder })

@@ -15,7 +15,8 @@ export const ConfigSchema = Type.Object({
   LOG_LEVEL: Type.Enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], { default: 'info', description: 'pino log level' }),
   DATABASE_URL: Type.Optional(Type.String({ minLength: 1, description: 'Postgres URL; unset means the embedded PGlite store under SAGE_DATA_DIR' })),
   DB_POOL_MAX: Type.Integer({ default: 10, minimum: 1, maximum: 500, description: 'Postgres pool size' }),
-  DB_STATEMENT_TIMEOUT_MS: Type.Integer({ default: 30000, minimum: 100, description: 'Postgres statement_timeout for every pooled connection' }),
+  DB_STATEMENT_TIMEOUT_MS: Type.Integer({ default: 30000, minimum: 100, description: 'Postgres statement_timeout for every pooled connection (at most DB_QUERY_TIMEOUT_MS less 250 ms, so a slow but live database cancels first)' }),
+  DB_QUERY_TIMEOUT_MS: Type.Optional(Type.Integer({ minimum: 500, description: 'How long Sage waits for any answer from Postgres (a query, a new connection: at most 5 s) before it answers 503; default REQUEST_TIMEOUT_MS less 500 ms, so a frozen database is a 503 within the request timeout' })),
   SAGE_DATA_DIR: Type.Optional(Type.String({ minLength: 1, description: 'Where the embedded store (and the model cache) keeps its files, locked by one process at a time; unset means the user\'s data folder: $XDG_DATA_HOME/sage-memory, else ~/.local/share/sage-memory (macOS: ~/Library/Application Support/sage-memory)' })),
   EMBEDDING_PROVIDER: Type.Optional(Type.Enum(['lexical', 'openai', 'local'], {
     description: 'lexical (built in, offline), openai (any OpenAI-compatible /v1/embeddings) or local (a sentence-embedding model run in process); defaults to openai when EMBEDDING_URL is set'
@@ -155,6 +156,16 @@ export function dataDir(config: Pick<Config, 'SAGE_DATA_DIR'>): string {
 /** Where downloaded models are kept. */
 export function modelCacheDir(config: Config): string {
   return config.EMBEDDING_LOCAL_CACHE_DIR ?? join(dataDir(config), 'models')
+}
+
+/** How long Sage waits on Postgres: the client's own timeouts, within the request timeout unless set otherwise. */
+export function databaseTimeouts(config: Pick<Config, 'REQUEST_TIMEOUT_MS' | 'DB_STATEMENT_TIMEOUT_MS' | 'DB_QUERY_TIMEOUT_MS'>) {
+  const queryTimeoutMs = config.DB_QUERY_TIMEOUT_MS ?? Math.max(500, config.REQUEST_TIMEOUT_MS - 500)
+  return {
+    queryTimeoutMs,
+    statementTimeoutMs: Math.max(100, Math.min(config.DB_STATEMENT_TIMEOUT_MS, queryTimeoutMs - 250)),
+    connectionTimeoutMs: Math.min(5_000, queryTimeoutMs)
+  }
 }
 
 /** Defaults alone, plus overrides: what tests and tools build a config from. */

@@ -13,5 +13,3 @@ export class SageError extends Error {
 
 export const validationError = (message: string) => new SageError(400, 'SAGE_VALIDATION', message)
 export const notFound = (message = 'memory not found') => new SageError(404, 'SAGE_NOT_FOUND', message)
-export const unavailable = (message: string, retryAfterSeconds = 5) =>
-  new SageError(503, 'SAGE_UNAVAILABLE', message, { 'retry-after': String(retryAfterSeconds) })

@@ -1,6 +1,6 @@
 import type { FastifyError } from 'fastify'
 import { STATUS_CODES } from 'node:http'
-import { isConnectionError } from './db/pg-database.js'
+import { classifyFailure } from './classify-failure.js'
 import { SageError } from './errors.js'
 
 export interface ErrorReply {
@@ -95,11 +95,12 @@ export function toErrorReply(error: unknown): ErrorReply {
   if (fastifyError?.validation) {
     return make(400, 'SAGE_VALIDATION', describeValidation(fastifyError.validation, fastifyError.validationContext))
   }
-  if (isConnectionError(error)) {
-    return make(503, 'SAGE_UNAVAILABLE', 'the database is unavailable; retry shortly', { 'retry-after': '5' })
+  const failure = classifyFailure(error)
+  if (failure.kind === 'dependency') {
+    return make(503, 'SAGE_UNAVAILABLE', failure.reason, { 'retry-after': String(failure.retryAfterSeconds) })
   }
   const status = fastifyError?.statusCode
-  if (typeof status === 'number' && status >= 400 && status < 500) {
+  if (failure.kind === 'caller' && typeof status === 'number') {
     const headers: Record<string, string> = {}
     const retryAfter = (fastifyError as { headers?: Record<string, string> }).headers?.['retry-after']
     if (retryAfter) headers['retry-after'] = retryAfter

@@ -24,6 +24,14 @@ export async function startServer(config: Config): Promise<FastifyInstance> {
   app.addHook('onClose', async () => {
     process.off('SIGHUP', onHangup)
   })
+  try {
+    // The store is prepared as the app gets ready; a failure there that is not the database being down ends the
+    // start, before close-with-grace is wired (it would turn the exit into a clean one).
+    await app.ready()
+  } catch (error) {
+    await app.close().catch(() => undefined)
+    throw error
+  }
   closeWithGrace({ delay: config.SHUTDOWN_GRACE_MS, skip: ['SIGHUP'] }, async ({ signal, err }) => {
     if (err) app.log.error({ err }, 'shutting down after an unexpected error')
     else app.log.info({ signal }, 'shutting down')

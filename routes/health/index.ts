@@ -8,11 +8,18 @@ const Check = Type.Object({
   id: Type.Optional(Type.String())
 })
 
+const RedisCheck = Type.Object({
+  ...Check.properties,
+  persistence: Type.Optional(Type.Enum(['aof', 'rdb', 'aof+rdb', 'none', 'unknown'], {
+    description: 'How Redis keeps acknowledged asynchronous saves across its own restart; none loses them'
+  }))
+})
+
 const Readiness = Type.Object({
   status: Type.Enum(['ok', 'unavailable']),
   checks: Type.Object({
     database: Check,
-    redis: Type.Union([Check, Type.Literal('disabled')]),
+    redis: Type.Union([RedisCheck, Type.Literal('disabled')]),
     embedder: Check
   })
 })
@@ -52,7 +59,9 @@ const health: FastifyPluginAsyncTypebox = async (fastify) => {
     const { redis: clients } = fastify
     const [database, redis] = await Promise.all([
       timed(() => fastify.db.query('SELECT 1')),
-      clients ? timed(() => clients.commands.ping()) : ('disabled' as const)
+      clients
+        ? timed(() => clients.commands.ping()).then(async (check) => (check.status === 'ok' ? { ...check, persistence: await clients.persistence() } : check))
+        : ('disabled' as const)
     ])
     if (!embedderCheck || Date.now() - embedderCheck.at > EMBEDDER_CHECK_TTL_MS || embedderCheck.result.status === 'error') {
       embedderCheck = { at: Date.now(), result: await timed(() => fastify.embedder.embed(['readiness check'], AbortSignal.timeout(CHECK_TIMEOUT_MS))) }

@@ -1,5 +1,5 @@
 import { resolve } from 'node:path'
-import { dataDir, type Config } from '../config.js'
+import { databaseTimeouts, dataDir, type Config } from '../config.js'
 import { lockDataDir } from './data-dir-lock.js'
 import type { Database } from './database.js'
 import { createPgDatabase } from './pg-database.js'
@@ -11,7 +11,7 @@ export async function createDatabase(config: Config, onError?: (error: Error) =>
     return createPgDatabase({
       url: config.DATABASE_URL,
       poolMax: config.DB_POOL_MAX,
-      statementTimeoutMs: config.DB_STATEMENT_TIMEOUT_MS,
+      ...databaseTimeouts(config),
       onError
     })
   }

@@ -5,12 +5,17 @@ export interface Queryable {
   exec(sql: string): Promise<void>
 }
 
+/** The longest timer Node keeps: effectively no client-side limit for one statement. */
+export const NO_QUERY_TIMEOUT = 2_147_483_647
+
 export interface QueryOptions {
   /**
    * Keep the statement prepared on each connection: parsed and planned once, not per call. For the hot, fixed
    * statements whose best plan does not depend on the values (a save's insert); never for recall, whose plan does.
    */
   prepare?: boolean
+  /** Overrides the store's client-side wait for this statement (Postgres only), e.g. building an index. */
+  timeoutMs?: number
 }
 
 export interface QueryResult<R> {

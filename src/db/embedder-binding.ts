@@ -1,4 +1,4 @@
-import type { Database, Queryable } from './database.js'
+import { NO_QUERY_TIMEOUT, type Database, type Queryable } from './database.js'
 import type { Embedder } from '../embedder/embedder.js'
 
 /** An advisory lock of its own (migrations hold another): replicas starting together must not race on the binding or the index. */
@@ -34,7 +34,9 @@ async function createIndex(connection: Queryable, dimension: number): Promise<vo
     await connection.query(
       `CREATE INDEX IF NOT EXISTS ${indexName(dimension)} ON memory_vectors
        USING hnsw ((embedding::vector(${dimension})) vector_cosine_ops) WITH (m = 16, ef_construction = 64)
-       WHERE vector_dims(embedding) = ${dimension}`
+       WHERE vector_dims(embedding) = ${dimension}`,
+      [],
+      { timeoutMs: NO_QUERY_TIMEOUT }
     )
   } finally {
     // Inside a transaction that failed, RESET fails too; the rollback undoes the SET anyway, and the first error counts.

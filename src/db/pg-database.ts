@@ -1,12 +1,17 @@
 import { createHash } from 'node:crypto'
 import pg from 'pg'
 import pgvector from 'pgvector'
-import type { Database, PoolStats, Queryable, QueryOptions, QueryResult } from './database.js'
+import { breaksConnection } from '../classify-failure.js'
+import { NO_QUERY_TIMEOUT, type Database, type PoolStats, type Queryable, type QueryOptions, type QueryResult } from './database.js'
 
 export interface PgDatabaseOptions {
   url: string
   poolMax: number
   statementTimeoutMs: number
+  /** Longest wait for an answer to one query; default none (the server's statement timeout alone). */
+  queryTimeoutMs?: number
+  /** Longest wait for a connection, new or from the pool. Default 5 s. */
+  connectionTimeoutMs?: number
   onError?: (error: Error) => void
 }
 
@@ -24,8 +29,10 @@ export function createPgDatabase(options: PgDatabaseOptions): Database {
     max: options.poolMax,
     idleTimeoutMillis: 30_000,
     // A request waiting for a connection fails (503) instead of hanging when the database is gone.
-    connectionTimeoutMillis: 5_000,
+    connectionTimeoutMillis: options.connectionTimeoutMs ?? 5_000,
     statement_timeout: options.statementTimeoutMs,
+    // A frozen server never cancels its own statements: the client stops waiting.
+    query_timeout: options.queryTimeoutMs,
     application_name: 'sage-memory',
     // Filtered vector queries keep scanning the HNSW graph until enough rows pass the filter.
     options: '-c hnsw.iterative_scan=relaxed_order -c hnsw.ef_search=100'
@@ -47,11 +54,17 @@ export function createPgDatabase(options: PgDatabaseOptions): Database {
   const wrap = (client: pg.Pool | pg.PoolClient): Queryable => ({
     async query<R>(sql: string, params: readonly unknown[] = [], options: QueryOptions = {}): Promise<QueryResult<R>> {
       // Measured on single saves at c=32: parsing and planning the insert each time cost a sixth of the throughput.
-      const result = await client.query({ text: sql, values: params as unknown[], name: options.prepare ? statementName(sql) : undefined })
+      const result = await client.query({
+        text: sql,
+        values: params as unknown[],
+        name: options.prepare ? statementName(sql) : undefined,
+        ...(options.timeoutMs === undefined ? {} : { query_timeout: options.timeoutMs })
+      } as pg.QueryConfig)
       return { rows: result.rows as R[], rowCount: result.rowCount ?? 0 }
     },
     async exec(sql: string): Promise<void> {
-      await client.query(sql)
+      // Migrations may rewrite whole tables: no client-side limit.
+      await client.query({ text: sql, query_timeout: NO_QUERY_TIMEOUT } as pg.QueryConfig)
     }
   })
   const poolQueryable = wrap(pool)
@@ -62,7 +75,7 @@ export function createPgDatabase(options: PgDatabaseOptions): Database {
     try {
       return await work(wrap(client))
     } catch (error) {
-      broken = isConnectionError(error) ? (error as Error) : undefined
+      broken = breaksConnection(error) ? (error as Error) : undefined
       throw error
     } finally {
       // A connection that failed mid-flight is destroyed rather than handed to the next request.
@@ -83,7 +96,8 @@ export function createPgDatabase(options: PgDatabaseOptions): Database {
           await connection.query('COMMIT')
           return result
         } catch (error) {
-          await connection.query('ROLLBACK').catch(() => undefined)
+          // On a connection that stopped answering, ROLLBACK would wait out a second timeout; it is destroyed instead.
+          if (!breaksConnection(error)) await connection.query('ROLLBACK').catch(() => undefined)
           throw error
         }
       }),
@@ -96,14 +110,3 @@ export function createPgDatabase(options: PgDatabaseOptions): Database {
   }
 }
 
-/** Errors after which a connection cannot be trusted, and which mean "the database is unavailable". */
-export function isConnectionError(error: unknown): boolean {
-  if (!(error instanceof Error)) return false
-  const code = (error as { code?: string }).code ?? ''
-  return (
-    ['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'ENOTFOUND', 'EHOSTUNREACH', 'EAI_AGAIN'].includes(code) ||
-    code.startsWith('08') || // connection exceptions
-    code === '57P01' || code === '57P02' || code === '57P03' || // admin shutdown, crash shutdown, cannot connect now
-    /Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error|connection is closed/i.test(error.message)
-  )
-}

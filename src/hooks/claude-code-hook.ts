@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto'
 import type { FastifyBaseLogger } from 'fastify'
 import { Counter, Gauge, type Registry } from 'prom-client'
-import { SageError } from '../errors.js'
+import { failureFields, isDependencyFailure } from '../classify-failure.js'
 import { estimateTokens, formatContext } from '../memory/context-block.js'
 import { searchTerms, type MemoryService } from '../memory/memory-service.js'
 import { LIMITS, type Memory, type MemoryInput } from '../memory/memory-schemas.js'
@@ -153,7 +153,8 @@ export function createClaudeCodeHook(deps: ClaudeCodeHookDeps): ClaudeCodeHook {
         log.warn({ err: error, namespace: input.namespace }, 'hook save rejected')
         return
       }
-      log.warn({ err: error, namespace: input.namespace }, 'hook save failed; kept for retry')
+      // The outage itself is logged once by the retry buffer; each save it holds is a debug line.
+      log.debug({ ...failureFields(error), namespace: input.namespace }, 'hook save failed; kept for retry')
       retryBuffer.add({ input, idempotencyKey })
     }
   }
@@ -324,7 +325,7 @@ export function createClaudeCodeHook(deps: ClaudeCodeHookDeps): ClaudeCodeHook {
         note.namespace = namespace
         return answer(payload, namespace, log, note)
       })().catch((error: unknown): [HookAnswer, HookOutcome] => {
-        log.warn({ err: error, hook_event: payload.event }, 'hook failed open; answered {}')
+        log[isDependencyFailure(error) ? 'debug' : 'warn']({ ...failureFields(error), hook_event: payload.event }, 'hook failed open; answered {}')
         return [EMPTY, 'error']
       })
 
@@ -366,10 +367,8 @@ export function createClaudeCodeHook(deps: ClaudeCodeHookDeps): ClaudeCodeHook {
   }
 }
 
-/** What a save failure says about retrying: a 4xx-class SageError never gets better; anything else may. */
-export function isRetryable(error: unknown): boolean {
-  return !(error instanceof SageError && error.statusCode < 500)
-}
+/** Only a dependency's trouble passes: a refused request stays refused, and a bug would fail the same way again. */
+export const isRetryable = isDependencyFailure
 
 /**
  * Retried saves of one hook event are one memory; so are two deliveries of the same event (an `http` and a

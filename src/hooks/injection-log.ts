@@ -1,5 +1,5 @@
 import type { FastifyBaseLogger } from 'fastify'
-import { isConnectionError } from '../db/pg-database.js'
+import { failureFields, isDependencyFailure } from '../classify-failure.js'
 import { normalizeText } from '../memory/normalize.js'
 import type { RecallHit } from '../memory/memory-schemas.js'
 import type { Injection, InjectionStore, TracedHit } from './injection-store.js'
@@ -53,7 +53,7 @@ export function createInjectionLog(options: InjectionLogOptions): InjectionLog {
     try {
       await store.prune(options.maxRows, options.maxAgeMs)
     } catch (error) {
-      log.warn({ err: error }, 'injection log not pruned; next round tries again')
+      log.warn(failureFields(error), 'injection log not pruned; next round tries again')
       writtenSincePrune = pruneEvery
     }
   }
@@ -67,7 +67,7 @@ export function createInjectionLog(options: InjectionLogOptions): InjectionLog {
         await store.insertMany(round)
       } catch (error) {
         // A round the store refuses for what it holds would be refused forever: it is dropped, not retried.
-        if (!isConnectionError(error)) {
+        if (!isDependencyFailure(error)) {
           log.warn({ err: error, dropped: round.length }, 'injection traces refused by the store; dropped')
           continue
         }
@@ -77,7 +77,7 @@ export function createInjectionLog(options: InjectionLogOptions): InjectionLog {
           dropped += pending.length - MAX_PENDING
           pending = pending.slice(-MAX_PENDING)
         }
-        log.warn({ err: error, waiting: pending.length, dropped }, 'injection traces not written; kept for retry')
+        log.warn({ ...failureFields(error), waiting: pending.length, dropped }, 'injection traces not written; kept for retry')
         if (!closed && retryTimer === undefined) {
           retryTimer = setTimeout(() => {
             retryTimer = undefined

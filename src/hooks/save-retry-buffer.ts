@@ -1,4 +1,5 @@
 import type { FastifyBaseLogger } from 'fastify'
+import { failureFields } from '../classify-failure.js'
 
 /**
  * Saves a hook could not make (the database was down or slow) waiting in memory to be retried, oldest first,
@@ -78,7 +79,7 @@ export function createSaveRetryBuffer<T>(options: SaveRetryBufferOptions<T>): Sa
       } catch (error) {
         if (options.isRetryable(error)) {
           delayMs = Math.min(delayMs * 2, maxDelayMs)
-          options.log.warn({ err: error, waiting: items.length, retry_in_ms: delayMs }, 'hook save retry failed; will retry')
+          options.log.warn({ ...failureFields(error), waiting: items.length, retry_in_ms: delayMs }, 'hook save retry failed; will retry')
           return saved
         }
         options.log.error({ err: error }, 'hook save rejected on retry; dropped')

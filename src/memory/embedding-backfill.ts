@@ -2,6 +2,7 @@ import type { FastifyBaseLogger } from 'fastify'
 import type { Embedder } from '../embedder/embedder.js'
 import type { SageMetrics } from '../metrics/sage-metrics.js'
 import type { MemoryStore } from './memory-store.js'
+import { failureFields } from '../classify-failure.js'
 
 export interface BackfillOptions {
   store: Pick<MemoryStore, 'unembedded' | 'countUnembedded' | 'setEmbeddings'>
@@ -53,7 +54,7 @@ export function createEmbeddingBackfill(options: BackfillOptions) {
     timer = setTimeout(() => {
       runOnce()
         .then((n) => n > 0 && log.info({ embedded: n }, 'backfill embedded memories saved without a vector'))
-        .catch((error: unknown) => log.warn({ err: error }, 'backfill round failed; retrying later'))
+        .catch((error: unknown) => log.warn(failureFields(error), 'backfill round failed; retrying later'))
         .finally(schedule)
     }, options.intervalMs)
     timer.unref()

@@ -3,7 +3,8 @@ import type { FastifyBaseLogger } from 'fastify'
 import type { Database } from '../db/database.js'
 import type { Embedder } from '../embedder/embedder.js'
 import type { RecallCache } from '../cache/recall-cache.js'
-import { unavailable, validationError } from '../errors.js'
+import { DependencyError } from '../classify-failure.js'
+import { validationError } from '../errors.js'
 import { LexicalEmbedder } from '../embedder/lexical-embedder.js'
 import type { SageMetrics } from '../metrics/sage-metrics.js'
 import { redactSecrets, type RedactionResult } from '../security/redact-secrets.js'
@@ -379,7 +380,7 @@ export function createMemoryService(deps: MemoryServiceDeps) {
       const terms = [...new Set(safeTerms(split))].slice(0, MAX_QUERY_TERMS)
       const vector = mode === 'text' ? undefined : (await embedWithinBudget([query], [split]))?.[0]
       // Hybrid falls back to full text alone; a caller who asked for vectors only is told to retry.
-      if (mode === 'vector' && !vector) throw unavailable('the embedder is unavailable; recall with mode "text" or "hybrid" meanwhile', 10)
+      if (mode === 'vector' && !vector) throw new DependencyError('embedder', 'down', 'the embedder is unavailable; recall with mode "text" or "hybrid" meanwhile', 10)
       const rows = await deps.recall.recall({
         namespace,
         sessionId,

@@ -1,5 +1,6 @@
 import type { FastifyBaseLogger } from 'fastify'
 import type { Queryable } from '../db/database.js'
+import { failureFields } from '../classify-failure.js'
 
 /**
  * Saves and recalls per namespace over the last day, for the overview. Counting in the database on every save
@@ -77,7 +78,7 @@ export function createNamespaceActivity(db: Queryable, log: FastifyBaseLogger): 
           if (bucket.last_at > now.last_at) now.last_at = bucket.last_at
         }
       }
-      log.warn({ err: error }, 'namespace activity not written; kept for the next round')
+      log.warn(failureFields(error), 'namespace activity not written; kept for the next round')
     }
   }
 

@@ -1,6 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { FastifyBaseLogger } from 'fastify'
 import type { TermStatistics } from './term-statistics.js'
+import { failureFields } from '../classify-failure.js'
 
 export interface TermStatisticsFolderOptions {
   statistics: Pick<TermStatistics, 'fold'>
@@ -50,7 +51,7 @@ export function createTermStatisticsFolder(options: TermStatisticsFolderOptions)
         await drain()
       } catch (error) {
         if (stopped) return
-        log.warn({ err: error }, 'folding term statistics failed; retrying')
+        log.warn(failureFields(error), 'folding term statistics failed; retrying')
         delay = RETRY_MS
       }
       if (!stopped) await pause(delay)

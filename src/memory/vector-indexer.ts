@@ -1,6 +1,7 @@
 import type { FastifyBaseLogger } from 'fastify'
 import type { SageMetrics } from '../metrics/sage-metrics.js'
 import type { VectorBacklog } from './vector-backlog.js'
+import { failureFields } from '../classify-failure.js'
 
 export interface VectorIndexerOptions {
   backlog: VectorBacklog
@@ -203,7 +204,7 @@ export function createVectorIndexer(options: VectorIndexerOptions) {
       } catch (error) {
         idle = false
         if (stopped) break
-        log.warn({ err: error }, 'vector indexing round failed; the vectors stay in the backlog, searched exactly, and the next round retries')
+        log.warn(failureFields(error), 'vector indexing round failed; the vectors stay in the backlog, searched exactly, and the next round retries')
         await sleep(RETRY_MS)
       }
     }

@@ -90,6 +90,23 @@ export function createSageMetrics() {
       labelNames: ['cache'] as const,
       registers: [registry]
     }),
+    dependencyUp: new Gauge({
+      name: 'sage_dependency_up',
+      help: 'Whether a dependency (database, redis, embedder) answers: 0 from the first request it failed until it answers again',
+      labelNames: ['dependency'] as const,
+      registers: [registry]
+    }),
+    dependencyRefused: new Counter({
+      name: 'sage_dependency_refused_total',
+      help: 'Requests answered 503 because a dependency (database, redis, embedder) was down or busy',
+      labelNames: ['dependency'] as const,
+      registers: [registry]
+    }),
+    redisDurable: new Gauge({
+      name: 'sage_redis_durable',
+      help: 'Whether Redis keeps acknowledged asynchronous saves across its own restart (AOF or RDB snapshots on); -1 when it cannot be told (CONFIG disabled)',
+      registers: [registry]
+    }),
     mcpToolCalls: new Histogram({
       name: 'sage_mcp_tool_call_duration_seconds',
       help: 'MCP tool calls by tool and outcome (ok, invalid, forbidden, not_found, unavailable, error), with their duration; _count counts the calls',

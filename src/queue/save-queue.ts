@@ -1,7 +1,7 @@
 import type { FastifyBaseLogger } from 'fastify'
 import { randomBytes } from 'node:crypto'
 import { hostname } from 'node:os'
-import { isConnectionError } from '../db/pg-database.js'
+import { isDependencyFailure } from '../classify-failure.js'
 import type { MemoryService, PreparedMemory, SaveKind, SaveOutcome } from '../memory/memory-service.js'
 import type { QueueGaugeValues, SageMetrics } from '../metrics/sage-metrics.js'
 import type { SaveResult } from '../memory/memory-schemas.js'
@@ -114,12 +114,7 @@ export function decodeSave(text: string | undefined): QueuedSave {
  * Failures that say nothing about the entry: the store is down or busy. The entry waits and is written when the
  * store is back, never counted towards the dead-letter stream.
  */
-export function isPassingFailure(error: unknown): boolean {
-  if (isConnectionError(error)) return true
-  const code = (error as { code?: unknown })?.code
-  // Postgres classes: 40 rollback (serialization, deadlock), 53 resources, 55 lock not available, 57 operator intervention (statement timeout, shutdown), 58 system.
-  return typeof code === 'string' && /^(40|53|55|57|58)/.test(code)
-}
+export const isPassingFailure = isDependencyFailure
 
 const fieldOf = (fields: string[], name: string) => {
   for (let i = 0; i + 1 < fields.length; i += 2) if (fields[i] === name) return fields[i + 1]
@@ -343,11 +338,24 @@ export function createSaveQueue(deps: SaveQueueDeps) {
   async function consume(): Promise<void> {
     let failures = 0
     let nextClaimAt = 0
+    let readOwnPending = true
     while (!stopped) {
       try {
         if (Date.now() >= nextClaimAt) {
           nextClaimAt = Date.now() + claimIntervalMs
           await claimAbandoned()
+        }
+        if (readOwnPending) {
+          // A read that failed may have been delivered all the same (Redis froze before answering): those entries
+          // are pending to this consumer, and are taken back now rather than after QUEUE_CLAIM_IDLE_MS.
+          const own = (await redis!.commands.xreadgroup('GROUP', keys.group, consumer, 'COUNT', readCount(), 'STREAMS', keys.stream, '0')) as Array<[string, StreamEntry[]]> | null
+          const entries = own?.[0]?.[1] ?? []
+          // Deleted after they were read (written by another consumer meanwhile): only their acknowledgement is left.
+          const gone = entries.filter(([, fields]) => !fields).map(([id]) => id)
+          if (gone.length > 0) await redis!.commands.xack(keys.stream, keys.group, ...gone)
+          if (entries.length > gone.length) await processEntries(entries)
+          if (entries.length === 0) readOwnPending = false
+          continue
         }
         const reply = (await redis!.blocking.xreadgroup(
           'GROUP', keys.group, consumer, 'COUNT', readCount(), 'BLOCK', QUEUE_BLOCK_MS, 'STREAMS', keys.stream, '>'
@@ -363,6 +371,7 @@ export function createSaveQueue(deps: SaveQueueDeps) {
           continue
         }
         failures++
+        readOwnPending = true
         warn(error, 'the save queue consumer cannot read from Redis; retrying')
         await pause(Math.min(100 * 2 ** Math.min(failures, 5), 2000))
       }

@@ -1,6 +1,6 @@
 import { execFile } from 'node:child_process'
 import { existsSync } from 'node:fs'
-import { mkdtemp, rm } from 'node:fs/promises'
+import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
@@ -13,12 +13,27 @@ export interface PostgresCluster {
   /** postgres://postgres@127.0.0.1:<port>/postgres */
   url: string
   start(): Promise<void>
-  /** Fast shutdown: connections are cut, as when the database goes away under the service. */
-  stop(): Promise<void>
+  /** Fast shutdown (connections are cut, as when the database goes away), or immediate: a crash, no checkpoint. */
+  stop(mode?: 'fast' | 'immediate'): Promise<void>
+  /** SIGSTOP (or SIGCONT) to this cluster's postmaster and every process it started, and to no other. */
+  signal(signal: 'SIGSTOP' | 'SIGCONT'): Promise<void>
   destroy(): Promise<void>
 }
 
 const BIN = process.env.PG_BIN ?? '/usr/lib/postgresql/15/bin'
+
+/** The processes whose parent is `pid`, from /proc. */
+async function childrenOf(pid: number): Promise<number[]> {
+  const children: number[] = []
+  for (const entry of await readdir('/proc')) {
+    if (!/^\d+$/.test(entry)) continue
+    const stat = await readFile(`/proc/${entry}/stat`, 'utf8').catch(() => '')
+    // The parent is the second field after the command, which is in parentheses and may hold spaces.
+    const parent = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1])
+    if (parent === pid) children.push(Number(entry))
+  }
+  return children
+}
 
 /** Whether this machine can run one: Postgres's own binaries (pgvector installed for them). */
 export function postgresClusterAvailable(): boolean {
@@ -48,9 +63,14 @@ export async function createPostgresCluster(): Promise<PostgresCluster> {
       await pg('pg_ctl', ['-D', data, '-o', options, '-l', join(dir, 'server.log'), '-w', 'start'])
       running = true
     },
-    async stop() {
-      await pg('pg_ctl', ['-D', data, '-m', 'fast', '-w', 'stop'])
+    async stop(mode = 'fast') {
+      await pg('pg_ctl', ['-D', data, '-m', mode, '-w', 'stop'])
       running = false
+    },
+    async signal(signal) {
+      const postmaster = Number((await readFile(join(data, 'postmaster.pid'), 'utf8')).split('\n')[0])
+      const pids = [postmaster, ...(await childrenOf(postmaster))]
+      for (const pid of signal === 'SIGSTOP' ? pids.reverse() : pids) process.kill(pid, signal)
     },
     async destroy() {
       if (running) await cluster.stop().catch(() => undefined)

@@ -42,7 +42,8 @@ export async function freePort(): Promise<number> {
  */
 export async function startSage(env: Record<string, string>, timeoutMs = 30_000, { logFile }: { logFile?: string } = {}): Promise<SageProcess> {
   const port = env.PORT ?? String(await freePort())
-  const child = spawn(process.execPath, [join(REPO_ROOT, 'dist/src/cli.js'), 'serve'], {
+  // Strict: a promise rejected with nobody waiting ends the process at once, so no test can miss one.
+  const child = spawn(process.execPath, ['--unhandled-rejections=strict', join(REPO_ROOT, 'dist/src/cli.js'), 'serve'], {
     env: { PATH: process.env.PATH ?? '', HOME: testHome(), HOST: '127.0.0.1', LOG_LEVEL: 'warn', ...env, PORT: port },
     stdio: ['ignore', 'pipe', 'pipe']
   })

@@ -1,5 +1,6 @@
 import fp from 'fastify-plugin'
 import type { Config } from '../../config.js'
+import { classifyFailure } from '../../classify-failure.js'
 import { toErrorReply } from '../../http-errors.js'
 
 function bodyTooLarge(limit: number | undefined, config: Config | undefined): string {
@@ -9,14 +10,21 @@ function bodyTooLarge(limit: number | undefined, config: Config | undefined): st
   return limit === undefined ? 'request body is too large' : `request body is larger than the limit of ${limit} bytes${setting ? ` (${setting})` : ''}`
 }
 
-/** Every error in the contract's shape: 4xx logged as warnings, 5xx as errors with their cause. */
+/**
+ * Every error in the contract's shape: 4xx logged as warnings, bugs as errors with their cause; a dependency's
+ * 503 is counted in its outage (one line when it goes down), not logged per request.
+ */
 export default fp(
   async (fastify) => {
     fastify.setErrorHandler((error, request, reply) => {
       const body = toErrorReply(error)
       // Fastify's own 413 does not say what the limit is.
       if ((error as { code?: string }).code === 'FST_ERR_CTP_BODY_TOO_LARGE') body.message = bodyTooLarge(request.routeOptions.bodyLimit, fastify.config)
-      if (body.statusCode >= 500) request.log.error({ err: error }, 'request failed')
+      const failure = classifyFailure(error)
+      if (failure.kind === 'dependency') {
+        fastify.outages?.refused(failure.dependency, failure.reason)
+        request.log.debug({ dependency: failure.dependency, message: body.message }, 'request refused: a dependency is down or busy')
+      } else if (body.statusCode >= 500) request.log.error({ err: error }, 'request failed')
       else request.log.warn({ code: body.code, message: body.message }, 'request rejected')
       const { headers, ...payload } = body
       return reply.code(body.statusCode).headers(headers).send(payload)

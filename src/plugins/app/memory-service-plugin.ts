@@ -34,7 +34,7 @@ const TERM_FOLD_INTERVAL_MS = { postgres: 1_000, pglite: 5_000 }
 export default fp<{ backfill?: boolean; vectorIndexer?: boolean; termStatisticsFolder?: boolean }>(
   async (fastify, options) => {
     const { db, embedder, metrics, config } = fastify
-    await bindEmbedder(db, embedder)
+    fastify.storePreparation.addStep('embedder binding', (raw) => bindEmbedder(raw, embedder))
     const store = createMemoryStore(db)
     const recall = createRecall(db, embedder.dimension, { exactSearchMaxRows: config.RECALL_EXACT_MAX_MEMORIES, embedderKind: embedder.kind, vectorWeight: config.RECALL_VECTOR_WEIGHT })
     // Shared through Redis when it is configured. Without it, only the embedded store caches recalls in process:

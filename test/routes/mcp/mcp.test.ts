@@ -348,7 +348,7 @@ describe('MCP while Postgres is down', () => {
     await cluster.stop()
     for (const [tool, args] of [['remember', { content: 'during the outage' }], ['recall', { query: 'outage' }], ['get_memory', { id }], ['recent', {}], ['list_sessions', {}], ['forget', { id }]] as const) {
       const result = await callTool(client, tool, args)
-      assert.deepEqual([result.isError, textOf(result)], [true, 'the database is unavailable; retry shortly (retry in 5 s)'], tool)
+      assert.deepEqual([result.isError, textOf(result)], [true, 'the database is unavailable: it refused the connection (retry in 5 s)'], tool)
     }
     assert.match((await app.inject({ method: 'GET', url: '/metrics' })).body, /sage_mcp_tool_call_duration_seconds_count\{tool="remember",outcome="unavailable"\} 1/)
 
