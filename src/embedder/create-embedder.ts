@@ -35,5 +35,5 @@ export async function createEmbedder(config: Config): Promise<Embedder> {
       dimension: config.EMBEDDING_DIMENSIONS
     })
   }
-  return new LexicalEmbedder({ dimension: config.EMBEDDING_DIMENSIONS ?? 384 })
+  return new LexicalEmbedder({ dimension: config.EMBEDDING_DIMENSIONS })
 }

@@ -1,5 +1,5 @@
 import { Type } from 'typebox'
-import { LIMITS, Memory, Namespace, SessionId, Timestamp } from '../memory/memory-schemas.js'
+import { DEFAULTS, LIMITS, Memory, Namespace, SessionId, Timestamp } from '../memory/memory-schemas.js'
 import { INJECTION_OUTCOMES } from './injection-store.js'
 
 /** GET /v1/injections and the hook's dry run: what was (or would be) injected, and why. */
@@ -8,7 +8,7 @@ export const InjectionsQuery = Type.Object(
   {
     namespace: Type.Optional(Namespace),
     session_id: Type.Optional(SessionId),
-    limit: Type.Optional(Type.Integer({ minimum: 1, maximum: LIMITS.listLimit, default: 50 })),
+    limit: Type.Optional(Type.Integer({ minimum: 1, maximum: LIMITS.listLimit, default: DEFAULTS.listLimit })),
     cursor: Type.Optional(Type.String({ minLength: 1, maxLength: 512 }))
   },
   { additionalProperties: false }

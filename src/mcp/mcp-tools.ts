@@ -3,7 +3,7 @@ import { Type, type Static, type TSchema } from 'typebox'
 import { notFound, validationError } from '../errors.js'
 import type { MemoryService } from '../memory/memory-service.js'
 import {
-  DeleteManyQuery, IdParams, LIMITS, ListQuery, ListResult, Memory, MemoryInput, RecallBody, RecallResult, SaveResult, SessionsQuery, SessionsResult,
+  DEFAULTS, DeleteManyQuery, IdParams, LIMITS, ListQuery, ListResult, Memory, MemoryInput, RecallBody, RecallResult, SaveResult, SessionsQuery, SessionsResult,
   type Role
 } from '../memory/memory-schemas.js'
 import { forbiddenDelete } from '../plugins/app/access.js'
@@ -217,7 +217,7 @@ const listSessions: McpTool<typeof ListSessionsInput> = {
   annotations: READ_ONLY,
   usesNamespace: true,
   async run(args, { memories, namespace }) {
-    const items = await memories.sessions(namespace, args.limit ?? 100)
+    const items = await memories.sessions(namespace, args.limit ?? DEFAULTS.sessionsLimit)
     const lines = items.map((s) => `- ${s.session_id}: ${s.count} memor${s.count === 1 ? 'y' : 'ies'}, ${s.first_at} to ${s.last_at}`)
     return {
       structured: { items, namespace },

@@ -18,6 +18,14 @@ export const LIMITS = {
   tokenBudget: 100_000
 } as const
 
+/** What a request that leaves these out gets: the schemas' defaults, and the code's for callers that skip the schemas. */
+export const DEFAULTS = {
+  k: 8,
+  tokenBudget: 1500,
+  listLimit: 50,
+  sessionsLimit: 100
+} as const
+
 /** What a namespace may hold, once: the HTTP schema, the hooks' namespaces, the commands and API key scopes all check this. */
 export const NAMESPACE_CHARS = 'A-Za-z0-9._:/@-'
 export const NAMESPACE_MAX_LENGTH = 128
@@ -116,12 +124,12 @@ export const RecallBody = Type.Object(
     query: Type.String({ minLength: 1, maxLength: LIMITS.queryChars }),
     namespace: Type.Optional(Namespace),
     session_id: Type.Optional(Type.Union([SessionId, Type.Null()], { description: 'Only this session' })),
-    k: Type.Optional(Type.Integer({ minimum: 1, maximum: LIMITS.k, default: 8 })),
+    k: Type.Optional(Type.Integer({ minimum: 1, maximum: LIMITS.k, default: DEFAULTS.k })),
     mode: Type.Optional(RecallMode),
     filter: Type.Optional(RecallFilter),
     min_score: Type.Optional(Type.Number({ minimum: 0, maximum: 1, default: 0 })),
     format: Type.Optional(Type.Enum(['json', 'context'])),
-    token_budget: Type.Optional(Type.Integer({ minimum: 1, maximum: LIMITS.tokenBudget, default: 1500 }))
+    token_budget: Type.Optional(Type.Integer({ minimum: 1, maximum: LIMITS.tokenBudget, default: DEFAULTS.tokenBudget }))
   },
   { additionalProperties: false }
 )
@@ -157,7 +165,7 @@ export const ListQuery = Type.Object(
     namespace: Type.Optional(Namespace),
     session_id: Type.Optional(SessionId),
     role: Type.Optional(RoleSchema),
-    limit: Type.Optional(Type.Integer({ minimum: 1, maximum: LIMITS.listLimit, default: 50 })),
+    limit: Type.Optional(Type.Integer({ minimum: 1, maximum: LIMITS.listLimit, default: DEFAULTS.listLimit })),
     cursor: Type.Optional(Type.String({ minLength: 1, maxLength: 512 }))
   },
   { additionalProperties: false }
@@ -171,7 +179,7 @@ export const DeleteManyQuery = Type.Object(
 export const DeleteManyResult = Type.Object({ deleted: Type.Integer() })
 
 export const SessionsQuery = Type.Object(
-  { namespace: Type.Optional(Namespace), limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000, default: 100 })) },
+  { namespace: Type.Optional(Namespace), limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000, default: DEFAULTS.sessionsLimit })) },
   { additionalProperties: false }
 )
 export const SessionSummary = Type.Object({

@@ -13,7 +13,7 @@ import { remembered } from '../remembered.js'
 import { formatContext } from './context-block.js'
 import type { ListParams, MemoryStore, NewMemory } from './memory-store.js'
 import type { Recall } from './recall.js'
-import { LIMITS, type Memory, type MemoryInput, type RecallBody, type RecallHit, type Role, type SaveResult } from './memory-schemas.js'
+import { DEFAULTS, LIMITS, type Memory, type MemoryInput, type RecallBody, type RecallHit, type Role, type SaveResult } from './memory-schemas.js'
 import { normalizeMetadata, normalizeTags, normalizeText, normalizeTimestamp } from './normalize.js'
 import { safeTerms, type AnalyzedContent } from './content-analysis.js'
 import { createContentAnalyzer, type ContentAnalyzer } from './content-analyzer.js'
@@ -358,7 +358,7 @@ export function createMemoryService(deps: MemoryServiceDeps) {
     async recall(body: RecallBody, options: { excludeSessionId?: string } = {}): Promise<RecallOutcome> {
       const started = performance.now()
       const mode = body.mode ?? 'hybrid'
-      const k = body.k ?? 8
+      const k = body.k ?? DEFAULTS.k
       const query = normalizeText(body.query)
       if (query.length === 0) throw validationError('query must be a non-empty string')
       const namespace = body.namespace ?? DEFAULT_NAMESPACE
@@ -368,7 +368,7 @@ export function createMemoryService(deps: MemoryServiceDeps) {
       const filter = normalizeFilter(options.excludeSessionId ? { ...body.filter, exclude_session_id: options.excludeSessionId } : body.filter)
       const normalised = {
         ...body, query, namespace, mode, k, min_score: body.min_score ?? 0, format: body.format ?? 'json',
-        token_budget: body.format === 'context' ? (body.token_budget ?? 1500) : undefined, exclude_session_id: options.excludeSessionId
+        token_budget: body.format === 'context' ? (body.token_budget ?? DEFAULTS.tokenBudget) : undefined, exclude_session_id: options.excludeSessionId
       }
       const slot = await deps.recallCache?.get<Omit<RecallOutcome, 'took_ms'>>(namespace, normalised)
       if (slot?.value) {
@@ -402,7 +402,7 @@ export function createMemoryService(deps: MemoryServiceDeps) {
       const tookMs = performance.now() - started
       metrics.recallDuration.observe({ mode }, tookMs / 1000)
       const outcome: RecallOutcome = { results, took_ms: Math.round(tookMs * 100) / 100 }
-      if (body.format === 'context') outcome.context = formatContext(results, body.token_budget ?? 1500)
+      if (body.format === 'context') outcome.context = formatContext(results, body.token_budget ?? DEFAULTS.tokenBudget)
       // A hybrid recall that fell back to text alone (embedder down) is not kept: the next one may do better.
       if (slot && (mode === 'text' || vector)) deps.recallCache!.set(slot, { results: outcome.results, context: outcome.context })
       return outcome

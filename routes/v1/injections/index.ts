@@ -1,7 +1,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { InjectionsQuery, InjectionsResult } from '../../../src/hooks/injection-schemas.js'
 import { DEFAULT_NAMESPACE } from '../../../src/memory/memory-service.js'
-import { ErrorBody } from '../../../src/memory/memory-schemas.js'
+import { DEFAULTS, ErrorBody } from '../../../src/memory/memory-schemas.js'
 
 const injections: FastifyPluginAsyncTypebox = async (fastify) => {
   fastify.get('', {
@@ -15,7 +15,7 @@ const injections: FastifyPluginAsyncTypebox = async (fastify) => {
     }
   }, async (request) => {
     const q = request.query
-    return fastify.injections.store.list({ namespace: q.namespace ?? DEFAULT_NAMESPACE, sessionId: q.session_id, limit: q.limit ?? 50, cursor: q.cursor })
+    return fastify.injections.store.list({ namespace: q.namespace ?? DEFAULT_NAMESPACE, sessionId: q.session_id, limit: q.limit ?? DEFAULTS.listLimit, cursor: q.cursor })
   })
 }
 

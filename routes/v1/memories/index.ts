@@ -4,7 +4,7 @@ import { notFound } from '../../../src/errors.js'
 import { DEFAULT_NAMESPACE } from '../../../src/memory/memory-service.js'
 import { normalizeText } from '../../../src/memory/normalize.js'
 import {
-  BatchBody, BatchResult, DeleteManyQuery, DeleteManyResult, ErrorBody, IdParams, ListQuery, ListResult, Memory, MemoryInput, SaveResult
+  BatchBody, BatchResult, DEFAULTS, DeleteManyQuery, DeleteManyResult, ErrorBody, IdParams, ListQuery, ListResult, Memory, MemoryInput, SaveResult
 } from '../../../src/memory/memory-schemas.js'
 import { PREFERENCE_APPLIED, QueuedBatch, QueuedSave, SaveHeaders, saveOptions } from '../../../src/queue/queue-schemas.js'
 
@@ -58,7 +58,7 @@ const memories: FastifyPluginAsyncTypebox = async (fastify) => {
       namespace: q.namespace ?? DEFAULT_NAMESPACE,
       sessionId: q.session_id,
       role: q.role,
-      limit: q.limit ?? 50,
+      limit: q.limit ?? DEFAULTS.listLimit,
       cursor: q.cursor
     })
   })

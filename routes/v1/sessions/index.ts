@@ -1,6 +1,6 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { DEFAULT_NAMESPACE } from '../../../src/memory/memory-service.js'
-import { ErrorBody, SessionsQuery, SessionsResult } from '../../../src/memory/memory-schemas.js'
+import { DEFAULTS, ErrorBody, SessionsQuery, SessionsResult } from '../../../src/memory/memory-schemas.js'
 
 const sessions: FastifyPluginAsyncTypebox = async (fastify) => {
   fastify.get('', {
@@ -11,7 +11,7 @@ const sessions: FastifyPluginAsyncTypebox = async (fastify) => {
       response: { 200: SessionsResult, 400: ErrorBody, 503: ErrorBody }
     }
   }, async (request) => ({
-    items: await fastify.memories.sessions(request.query.namespace ?? DEFAULT_NAMESPACE, request.query.limit ?? 100)
+    items: await fastify.memories.sessions(request.query.namespace ?? DEFAULT_NAMESPACE, request.query.limit ?? DEFAULTS.sessionsLimit)
   }))
 }
 
