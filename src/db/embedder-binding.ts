@@ -1,4 +1,5 @@
 import { NO_QUERY_TIMEOUT, type Database, type Queryable } from './database.js'
+import { withAdvisoryLock } from './connection-scopes.js'
 import type { Embedder } from '../embedder/embedder.js'
 
 /** An advisory lock of its own (migrations hold another): replicas starting together must not race on the binding or the index. */
@@ -53,16 +54,7 @@ async function dropOtherIndexes(connection: Queryable, keep: number | undefined)
   }
 }
 
-async function withBindingLock<T>(db: Database, work: (connection: Queryable) => Promise<T>): Promise<T> {
-  return db.withConnection(async (connection) => {
-    await connection.query('SELECT pg_advisory_lock($1)', [BINDING_LOCK_KEY])
-    try {
-      return await work(connection)
-    } finally {
-      await connection.query('SELECT pg_advisory_unlock($1)', [BINDING_LOCK_KEY])
-    }
-  })
-}
+const withBindingLock = <T>(db: Database, work: (connection: Queryable) => Promise<T>) => withAdvisoryLock(db, BINDING_LOCK_KEY, work)
 
 async function writeBinding(connection: Queryable, binding: Binding): Promise<void> {
   await connection.query(

@@ -1,6 +1,7 @@
 import { readdir, readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { Database } from './database.js'
+import { inTransaction, withAdvisoryLock } from './connection-scopes.js'
 
 import { PACKAGE_ROOT } from '../package-root.js'
 
@@ -29,34 +30,26 @@ export async function loadMigrations(dir = MIGRATIONS_DIR): Promise<Migration[]>
 /** Applies the migrations not yet recorded, each in its own transaction, under a session advisory lock. */
 export async function migrate(db: Database, dir = MIGRATIONS_DIR): Promise<string[]> {
   const migrations = await loadMigrations(dir)
-  return db.withConnection(async (connection) => {
-    await connection.query('SELECT pg_advisory_lock($1)', [MIGRATION_LOCK_KEY])
-    try {
-      await connection.query(`CREATE TABLE IF NOT EXISTS sage_migrations (
-        version    integer PRIMARY KEY,
-        name       text NOT NULL,
-        applied_at timestamptz NOT NULL DEFAULT now()
-      )`)
-      const done = new Set(
-        (await connection.query<{ version: number }>('SELECT version FROM sage_migrations')).rows.map((row) => row.version)
-      )
-      const applied: string[] = []
-      for (const migration of migrations) {
-        if (done.has(migration.version)) continue
-        await connection.query('BEGIN')
-        try {
-          await connection.exec(migration.sql)
-          await connection.query('INSERT INTO sage_migrations (version, name) VALUES ($1, $2)', [migration.version, migration.name])
-          await connection.query('COMMIT')
-        } catch (error) {
-          await connection.query('ROLLBACK').catch(() => undefined)
-          throw new Error(`migration ${migration.name} failed: ${(error as Error).message}`, { cause: error })
-        }
-        applied.push(migration.name)
-      }
-      return applied
-    } finally {
-      await connection.query('SELECT pg_advisory_unlock($1)', [MIGRATION_LOCK_KEY])
+  return withAdvisoryLock(db, MIGRATION_LOCK_KEY, async (connection) => {
+    await connection.query(`CREATE TABLE IF NOT EXISTS sage_migrations (
+      version    integer PRIMARY KEY,
+      name       text NOT NULL,
+      applied_at timestamptz NOT NULL DEFAULT now()
+    )`)
+    const done = new Set(
+      (await connection.query<{ version: number }>('SELECT version FROM sage_migrations')).rows.map((row) => row.version)
+    )
+    const applied: string[] = []
+    for (const migration of migrations) {
+      if (done.has(migration.version)) continue
+      await inTransaction(connection, async () => {
+        await connection.exec(migration.sql)
+        await connection.query('INSERT INTO sage_migrations (version, name) VALUES ($1, $2)', [migration.version, migration.name])
+      }).catch((error: unknown) => {
+        throw new Error(`migration ${migration.name} failed: ${(error as Error).message}`, { cause: error })
+      })
+      applied.push(migration.name)
     }
+    return applied
   })
 }

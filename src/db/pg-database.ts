@@ -3,6 +3,7 @@ import pg from 'pg'
 import pgvector from 'pgvector'
 import { breaksConnection } from '../classify-failure.js'
 import { NO_QUERY_TIMEOUT, type Database, type PoolStats, type Queryable, type QueryOptions, type QueryResult } from './database.js'
+import { inTransaction } from './connection-scopes.js'
 
 export interface PgDatabaseOptions {
   url: string
@@ -88,19 +89,7 @@ export function createPgDatabase(options: PgDatabaseOptions): Database {
     query: poolQueryable.query,
     exec: poolQueryable.exec,
     withConnection,
-    transaction: (work) =>
-      withConnection(async (connection) => {
-        await connection.query('BEGIN')
-        try {
-          const result = await work(connection)
-          await connection.query('COMMIT')
-          return result
-        } catch (error) {
-          // On a connection that stopped answering, ROLLBACK would wait out a second timeout; it is destroyed instead.
-          if (!breaksConnection(error)) await connection.query('ROLLBACK').catch(() => undefined)
-          throw error
-        }
-      }),
+    transaction: (work) => withConnection((connection) => inTransaction(connection, () => work(connection))),
     async registerVectorType() {
       const { rows } = await pool.query<{ oid: number }>("SELECT oid FROM pg_type WHERE typname = 'vector'")
       vectorOid = rows[0]?.oid
