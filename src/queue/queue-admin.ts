@@ -1,5 +1,5 @@
 import type { Redis } from 'ioredis'
-import { entryTime, SAVE_FIELD, type QueueKeys } from './queue-keys.js'
+import { entryTime, pairsToObject, SAVE_FIELD, type QueueKeys } from './queue-keys.js'
 
 export interface QueueStatus {
   stream: string
@@ -29,12 +29,6 @@ export interface DeadLetter {
   error: string
   /** The queued save as it was, or the raw text when it was not valid JSON. */
   save: unknown
-}
-
-const fieldsToObject = (fields: string[]): Record<string, string> => {
-  const object: Record<string, string> = {}
-  for (let i = 0; i + 1 < fields.length; i += 2) object[fields[i]!] = fields[i + 1]!
-  return object
 }
 
 const isNoGroup = (error: unknown) => error instanceof Error && /NOGROUP/.test(error.message)
@@ -69,11 +63,10 @@ export async function queueStatus(redis: Redis, keys: QueueKeys, options: { cons
         redis.xinfo('CONSUMERS', keys.stream, keys.group) as Promise<Array<Array<string | number>>>,
         redis.zrange(keys.consumers, '0', '-1', 'WITHSCORES')
       ])
-      const seen = new Map<string, number>()
-      for (let i = 0; i + 1 < heartbeats.length; i += 2) seen.set(heartbeats[i]!, Number(heartbeats[i + 1]))
+      const seen = new Map(Object.entries(pairsToObject(heartbeats)).map(([name, at]) => [name, Number(at)]))
       const now = Date.now()
       status.consumers = consumers.map((fields) => {
-        const info = fieldsToObject(fields.map(String))
+        const info = pairsToObject(fields)
         const at = seen.get(info.name ?? '')
         return { name: info.name ?? '', pending: Number(info.pending ?? 0), idle_ms: Number(info.idle ?? 0), seen_ms: at === undefined ? null : Math.max(0, now - at) }
       })
@@ -88,7 +81,7 @@ export async function queueStatus(redis: Redis, keys: QueueKeys, options: { cons
 export async function listDeadLetters(redis: Redis, keys: QueueKeys, limit: number): Promise<DeadLetter[]> {
   const entries = await redis.xrange(keys.deadLetters, '-', '+', 'COUNT', limit)
   return entries.map(([id, fields]) => {
-    const info = fieldsToObject(fields)
+    const info = pairsToObject(fields)
     let save: unknown = info[SAVE_FIELD]
     try {
       save = JSON.parse(info[SAVE_FIELD] ?? 'null')
@@ -114,7 +107,7 @@ export async function replayDeadLetters(redis: Redis, keys: QueueKeys, ids: read
   let moved = 0
   const replay = async (entries: Array<[string, string[]]>) => {
     for (const [id, fields] of entries) {
-      const save = fieldsToObject(fields)[SAVE_FIELD]
+      const save = pairsToObject(fields)[SAVE_FIELD]
       if (save === undefined) continue
       const results = await redis.multi().xadd(keys.stream, '*', SAVE_FIELD, save).xdel(keys.deadLetters, id).exec()
       if (results && results.every(([error]) => !error)) moved++

@@ -32,3 +32,10 @@ export const SAVE_FIELD = 'save'
 export function entryTime(entryId: string): number {
   return Number(entryId.slice(0, entryId.indexOf('-')))
 }
+
+/** Redis's flat replies of names and values (a stream entry's fields, XINFO, ZRANGE WITHSCORES) as an object. */
+export function pairsToObject(flat: ReadonlyArray<string | number>): Record<string, string> {
+  const object: Record<string, string> = {}
+  for (let i = 0; i + 1 < flat.length; i += 2) object[String(flat[i])] = String(flat[i + 1])
+  return object
+}

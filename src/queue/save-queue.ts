@@ -7,7 +7,7 @@ import type { QueueGaugeValues, SageMetrics } from '../metrics/sage-metrics.js'
 import type { SaveResult } from '../memory/memory-schemas.js'
 import { QUEUE_BLOCK_MS, type RedisClients } from '../redis/redis-clients.js'
 import { queueStatus } from './queue-admin.js'
-import { entryTime, queueKeys, SAVE_FIELD } from './queue-keys.js'
+import { entryTime, pairsToObject, queueKeys, SAVE_FIELD } from './queue-keys.js'
 
 /** What one stream entry carries: the memories of one request (a save, a turn, a batch), prepared (validated, normalised, ids assigned). */
 export interface QueuedSave {
@@ -116,10 +116,7 @@ export function decodeSave(text: string | undefined): QueuedSave {
  */
 export const isPassingFailure = isDependencyFailure
 
-const fieldOf = (fields: string[], name: string) => {
-  for (let i = 0; i + 1 < fields.length; i += 2) if (fields[i] === name) return fields[i + 1]
-  return undefined
-}
+const fieldOf = (fields: string[], name: string): string | undefined => pairsToObject(fields)[name]
 
 type StreamEntry = [id: string, fields: string[] | null]
 
