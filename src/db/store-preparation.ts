@@ -1,6 +1,7 @@
 import type { FastifyBaseLogger } from 'fastify'
 import { classifyFailure, DependencyError } from '../classify-failure.js'
 import type { Database } from './database.js'
+import { backoffDelay } from '../backoff.js'
 
 /** Retries of a preparation the database was not there for back off up to this. */
 const MAX_RETRY_DELAY_MS = 5_000
@@ -54,7 +55,7 @@ export function createStorePreparation(raw: Database, log: FastifyBaseLogger): S
       runSteps().then(
         () => log.info({ attempts }, 'the database answered: migrations and the embedder binding are done; serving'),
         (error: unknown) => {
-          if (classifyFailure(error).kind === 'dependency') return retry(Math.min(delayMs * 2, MAX_RETRY_DELAY_MS), attempts + 1)
+          if (classifyFailure(error).kind === 'dependency') return retry(backoffDelay(attempts - 1, 250, MAX_RETRY_DELAY_MS), attempts + 1)
           failure = error as Error
           log.error({ err: error }, 'preparing the store failed; data requests answer 503 until the service is restarted with this fixed')
         }

@@ -1,6 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { Embedder } from './embedder.js'
 import { EmbedderError } from './embedder-error.js'
+import { backoffDelay, jittered } from '../backoff.js'
 
 export interface OpenAIEmbedderOptions {
   /** Base address of an OpenAI-compatible server (Ollama, vLLM, TEI, OpenAI): `http://host:11434`, `…/v1` or `…/v1/embeddings`. */
@@ -190,9 +191,7 @@ export class OpenAIEmbedder implements Embedder {
   }
 
   #backoffMs(attempt: number): number {
-    const ceiling = Math.min(this.#maxRetryDelayMs, this.#retryBaseDelayMs * 2 ** attempt)
-    // Equal jitter: half fixed so retries never bunch at zero, half random so clients spread out.
-    return ceiling / 2 + Math.random() * (ceiling / 2)
+    return jittered(backoffDelay(attempt, this.#retryBaseDelayMs, this.#maxRetryDelayMs))
   }
 
   #retryAfterMs(header: string | null): number | undefined {

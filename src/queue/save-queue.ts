@@ -8,6 +8,7 @@ import type { SaveResult } from '../memory/memory-schemas.js'
 import { QUEUE_BLOCK_MS, type RedisClients } from '../redis/redis-clients.js'
 import { queueStatus } from './queue-admin.js'
 import { entryTime, pairsToObject, queueKeys, SAVE_FIELD } from './queue-keys.js'
+import { backoffDelay } from '../backoff.js'
 
 /** What one stream entry carries: the memories of one request (a save, a turn, a batch), prepared (validated, normalised, ids assigned). */
 export interface QueuedSave {
@@ -215,7 +216,7 @@ export function createSaveQueue(deps: SaveQueueDeps) {
       for (const memory of job.save.memories) seen.add(memory.id)
       return isNew
     })
-    let delay = 100
+    let retries = 0
     for (;;) {
       try {
         const results = await memories.savePrepared(fresh.flatMap((job) => job.save.memories), 'queued')
@@ -235,8 +236,7 @@ export function createSaveQueue(deps: SaveQueueDeps) {
         if (isPassingFailure(error)) {
           warn(error, 'the store refused queued saves; they stay queued and are retried until it answers')
           metrics.queueEntries.inc({ event: 'retried' }, jobs.length)
-          await pause(delay)
-          delay = Math.min(delay * 2, retryDelayCapMs)
+          await pause(backoffDelay(retries++, 100, retryDelayCapMs))
           await keepClaimed(jobs.map((job) => job.id))
           continue
         }
@@ -253,8 +253,7 @@ export function createSaveQueue(deps: SaveQueueDeps) {
         }
         warn(error, 'a queued save failed; retrying it')
         metrics.queueEntries.inc({ event: 'retried' })
-        await pause(delay)
-        delay = Math.min(delay * 2, retryDelayCapMs)
+        await pause(backoffDelay(retries++, 100, retryDelayCapMs))
       }
     }
   }
@@ -370,7 +369,7 @@ export function createSaveQueue(deps: SaveQueueDeps) {
         failures++
         readOwnPending = true
         warn(error, 'the save queue consumer cannot read from Redis; retrying')
-        await pause(Math.min(100 * 2 ** Math.min(failures, 5), 2000))
+        await pause(backoffDelay(failures, 100, 2000))
       }
     }
   }
