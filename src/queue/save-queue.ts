@@ -11,7 +11,7 @@ import { entryTime, pairsToObject, queueKeys, SAVE_FIELD } from './queue-keys.js
 import { backoffDelay } from '../backoff.js'
 
 /** What one stream entry carries: the memories of one request (a save, a turn, a batch), prepared (validated, normalised, ids assigned). */
-export interface QueuedSave {
+export interface StreamedSave {
   kind: SaveKind
   memories: PreparedMemory[]
 }
@@ -93,14 +93,14 @@ redis.call('XADD', KEYS[1], '*', ARGV[2], ARGV[3])
 return false
 `
 
-export function encodeSave(save: QueuedSave): string {
+export function encodeSave(save: StreamedSave): string {
   return JSON.stringify(save)
 }
 
 /** Parses an entry back; throws on anything that is not a save this service wrote. */
-export function decodeSave(text: string | undefined): QueuedSave {
+export function decodeSave(text: string | undefined): StreamedSave {
   if (text === undefined) throw new Error(`entry has no "${SAVE_FIELD}" field`)
-  const value = JSON.parse(text) as QueuedSave
+  const value = JSON.parse(text) as StreamedSave
   if (!value || !Array.isArray(value.memories) || value.memories.length === 0) throw new Error('entry holds no memories')
   for (const memory of value.memories) {
     if (typeof memory?.id !== 'string' || typeof memory.namespace !== 'string' || typeof memory.content !== 'string') {
@@ -204,7 +204,7 @@ export function createSaveQueue(deps: SaveQueueDeps) {
   interface Job {
     id: string
     raw: string
-    save: QueuedSave
+    save: StreamedSave
   }
 
   /** Writes the jobs in one transaction and acknowledges them; isolates and retries what fails. */
