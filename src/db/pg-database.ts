@@ -35,8 +35,9 @@ export function createPgDatabase(options: PgDatabaseOptions): Database {
     // A frozen server never cancels its own statements: the client stops waiting.
     query_timeout: options.queryTimeoutMs,
     application_name: 'sage-memory',
-    // Filtered vector queries keep scanning the HNSW graph until enough rows pass the filter.
-    options: '-c hnsw.iterative_scan=relaxed_order -c hnsw.ef_search=100'
+    // Filtered vector queries keep scanning the HNSW graph until enough rows pass the filter. No JIT: Sage's
+    // statements take milliseconds, and a stale row estimate made Postgres spend ~25 ms compiling one.
+    options: '-c hnsw.iterative_scan=relaxed_order -c hnsw.ef_search=100 -c jit=off'
   })
   // An idle client losing its server must not crash the process; the next checkout reconnects.
   pool.on('error', (error) => options.onError?.(error))
