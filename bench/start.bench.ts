@@ -40,6 +40,17 @@ async function timeToReady(command: string[], dataDir: string): Promise<number> 
     // npm start runs node as its child: the group takes both.
     if (child.exitCode === null) process.kill(-child.pid!, 'SIGTERM')
     await exited
+    // npm can exit before the node it started has closed the store: the next start must not meet its lock.
+    for (let waited = 0; waited < 20_000 && groupAlive(child.pid!); waited += 20) await new Promise((resolve) => setTimeout(resolve, 20))
+  }
+}
+
+function groupAlive(pgid: number): boolean {
+  try {
+    process.kill(-pgid, 0)
+    return true
+  } catch {
+    return false
   }
 }
 
