@@ -1,5 +1,5 @@
 import { Redis, type RedisOptions } from 'ioredis'
-import { backoffDelay, jittered } from '../backoff.js'
+import { backoffDelay } from '../backoff.js'
 
 /** How long a blocking read of the save queue waits for new entries before it looks around again. */
 export const QUEUE_BLOCK_MS = 1000
@@ -41,9 +41,9 @@ export interface RedisClients {
   close(): Promise<void>
 }
 
-/** Reconnects forever, backing off to 1-2 s with jitter, so replicas do not reconnect in step. */
+/** Reconnects forever, backing off from 50 ms to 2 s with some jitter, so replicas do not reconnect in step. */
 export function reconnectDelay(attempt: number): number {
-  return jittered(backoffDelay(attempt, 100, 2000))
+  return backoffDelay(attempt, 50, 2000) + Math.floor(Math.random() * 100)
 }
 
 /** Options every Sage connection shares: commands fail instead of queueing while the connection is down. */

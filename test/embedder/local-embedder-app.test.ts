@@ -78,9 +78,15 @@ for (const backend of backends()) {
         await busy
         assert.equal(await app.backfill.runOnce(), 1)
         assert.deepEqual(await embedders(), [app.embedder.id])
-        assert.deepEqual(await recall(app, PARAPHRASE, 'vector'), [ORIGINAL])
       } finally {
         await app.close()
+      }
+      // The query's embedding has the same 50 ms budget, which a loaded machine can miss: recall with the default.
+      const reader = await buildTestApp(store.db, local)
+      try {
+        assert.deepEqual(await recall(reader, PARAPHRASE, 'vector'), [ORIGINAL])
+      } finally {
+        await reader.close()
       }
     })
 
