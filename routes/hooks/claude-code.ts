@@ -1,6 +1,8 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { FastifyBaseLogger, FastifyRequest } from 'fastify'
+import { join } from 'node:path'
 import { Type } from 'typebox'
+import { dataDir } from '../../src/config.js'
 import { createClaudeCodeHook, type HookDryRun } from '../../src/hooks/claude-code-hook.js'
 import { createHookNamespace } from '../../src/hooks/hook-namespace.js'
 import { DryRunInjection } from '../../src/hooks/injection-schemas.js'
@@ -49,8 +51,12 @@ const claudeCode: FastifyPluginAsyncTypebox = async (fastify) => {
     embedderKind: fastify.embedder.kind,
     registry: fastify.metrics.registry,
     injections: fastify.injections,
-    projectMode: createProjectMode()
+    projectMode: createProjectMode(),
+    // ':memory:' keeps nothing on disk, so neither does the hook.
+    spoolDir: config.SAGE_DATA_DIR === ':memory:' ? undefined : join(dataDir(config), 'hook-spool')
   })
+  // Before the first request: what the last shutdown spooled goes back into the retry buffer.
+  await hook.replay()
   // The first prompt after a start must not pay for the hook's first run: a dry run saves and traces nothing.
   fastify.warmUp.add('hook', (namespace, question) =>
     hook.handle({ hook_event_name: 'UserPromptSubmit', session_id: 'sage-warm-up', prompt: `${question} (again)` }, { namespace, dryRun: true }))

@@ -9,6 +9,7 @@ import type { EmbedderKind } from '../embedder/embedder.js'
 import { NAMESPACE_PATTERN, type HookNamespace } from './hook-namespace.js'
 import { judgeRelevance, SUMMARY_TAG } from './hook-relevance.js'
 import { createSaveRetryBuffer, type SaveRetryBuffer } from './save-retry-buffer.js'
+import { createSaveSpool } from './save-spool.js'
 import { tracedHit, type InjectionLog } from './injection-log.js'
 import type { Injection, InjectionOutcome, TracedHit } from './injection-store.js'
 import type { ProjectMode } from './project-mode.js'
@@ -62,6 +63,8 @@ export interface ClaudeCodeHookDeps {
   registry?: Registry
   /** Retry timing of the in-process buffer (tests shorten it). */
   retry?: { initialDelayMs?: number; maxDelayMs?: number; maxItems?: number }
+  /** Where saves still waiting at close are kept for the next start (under the data folder); none loses them. */
+  spoolDir?: string
   /** Where each answered UserPromptSubmit and SessionStart is traced. */
   injections?: Pick<InjectionLog, 'record'>
   /** The project's own setting (.sage.json) for a cwd: 'off' answers {} at once, 'save-only' never injects. */
@@ -86,6 +89,8 @@ export interface ClaudeCodeHook {
   handle(body: unknown, options?: HandleOptions): Promise<HookAnswer>
   /** Saves waiting for the database to come back. */
   retryBuffer: SaveRetryBuffer<PendingSave>
+  /** Buffers again the saves an earlier process spooled at its close. */
+  replay(): Promise<number>
   close(timeoutMs?: number): Promise<void>
 }
 
@@ -135,7 +140,9 @@ export function createClaudeCodeHook(deps: ClaudeCodeHookDeps): ClaudeCodeHook {
     sizeOf: (pending) => pending.input.content.length,
     log: deps.log,
     ...deps.retry,
-    onOutcome: (outcome, n) => metrics?.deferred.inc({ outcome }, n)
+    onOutcome: (outcome, n) => metrics?.deferred.inc({ outcome }, n),
+    spool: deps.spoolDir === undefined ? undefined : createSaveSpool(deps.spoolDir, isPendingSave),
+    onSpool: (event, n) => metrics?.spooled.inc({ event }, n)
   })
   metrics?.bufferGauge(() => retryBuffer.size())
 
@@ -363,8 +370,16 @@ export function createClaudeCodeHook(deps: ClaudeCodeHookDeps): ClaudeCodeHook {
       trace(outcome)
       return hookAnswer
     },
+    replay: () => retryBuffer.replay(),
     close: (timeoutMs = 2_000) => retryBuffer.close(timeoutMs)
   }
+}
+
+/** A spooled line worth handing to the save (which validates the memory itself): its key keeps a replay one memory. */
+function isPendingSave(value: unknown): value is PendingSave {
+  const pending = value as Partial<PendingSave> | null
+  return typeof pending === 'object' && pending !== null && typeof pending.idempotencyKey === 'string' &&
+    typeof pending.input === 'object' && pending.input !== null && typeof pending.input.content === 'string'
 }
 
 /** Only a dependency's trouble passes: a refused request stays refused, and a bug would fail the same way again. */
@@ -469,6 +484,12 @@ function hookMetrics(registry: Registry) {
       name: 'sage_hook_deferred_saves_total',
       help: 'Hook saves that failed and went to the in-process retry buffer (buffered), and what became of them (saved, dropped when full, rejected)',
       labelNames: ['outcome'] as const,
+      registers: [registry]
+    }),
+    spooled: new Counter({
+      name: 'sage_hook_spooled_saves_total',
+      help: 'Hook saves still in the retry buffer at shutdown: written to the spool (spooled), buffered again at the next start (replayed), or lost (dropped: the spool could not be written, or a line of it read)',
+      labelNames: ['event'] as const,
       registers: [registry]
     }),
     bufferGauge(size: () => number) {

@@ -1,11 +1,13 @@
 import type { FastifyBaseLogger } from 'fastify'
 import { failureFields } from '../classify-failure.js'
+import type { SaveSpool } from './save-spool.js'
 
 /**
  * Saves a hook could not make (the database was down or slow) waiting in memory to be retried, oldest first,
  * with exponential backoff. Bounded by count and by characters: when full the oldest is dropped (and counted),
  * because a hook must never grow the process without limit while the database is away.
- * What the buffer holds is lost if the process dies; Redis-backed queues are durable, this is the fallback.
+ * With a spool, what is still held at close is written to disk and `replay` puts it back at the next start;
+ * without one (or if the process is killed outright) it is lost. Redis-backed queues are durable, this is the fallback.
  */
 export interface SaveRetryBuffer<T> {
   /** Queues an item for retry; starts the retry timer if it is not running. */
@@ -13,11 +15,15 @@ export interface SaveRetryBuffer<T> {
   size(): number
   /** Retries now, in order, until one fails for a reason worth retrying; resolves with how many were saved. */
   flush(): Promise<number>
-  /** Stops the timer after one last flush bounded by `timeoutMs`; logs what could not be saved. */
+  /** Stops the timer after one last flush bounded by `timeoutMs`; spools what could not be saved, or logs it lost. */
   close(timeoutMs: number): Promise<void>
+  /** Buffers again what an earlier process spooled, then removes its files; resolves with how many came back. */
+  replay(): Promise<number>
 }
 
 export type RetryOutcome = 'buffered' | 'saved' | 'dropped' | 'rejected'
+/** Spooled at close, replayed at start, or dropped: the spool could not be written, or a line of it could not be read. */
+export type SpoolEvent = 'spooled' | 'replayed' | 'dropped'
 
 export interface SaveRetryBufferOptions<T> {
   save(item: T): Promise<void>
@@ -32,6 +38,9 @@ export interface SaveRetryBufferOptions<T> {
   maxDelayMs?: number
   /** Counts each item's fate, for metrics. */
   onOutcome?(outcome: RetryOutcome, count: number): void
+  /** Where what is left at close waits for the next start; none keeps nothing (SAGE_DATA_DIR=:memory:). */
+  spool?: SaveSpool<T>
+  onSpool?(event: SpoolEvent, count: number): void
 }
 
 export function createSaveRetryBuffer<T>(options: SaveRetryBufferOptions<T>): SaveRetryBuffer<T> {
@@ -94,21 +103,42 @@ export function createSaveRetryBuffer<T>(options: SaveRetryBufferOptions<T>): Sa
     return saved
   }
 
+  /** Appends, then drops the oldest past the bounds. */
+  function push(item: T): void {
+    const size = options.sizeOf(item)
+    items.push({ item, size })
+    chars += size
+    let dropped = 0
+    while (items.length > maxItems || (chars > maxChars && items.length > 1)) {
+      chars -= items.shift()!.size
+      dropped++
+    }
+    if (dropped > 0) {
+      outcome('dropped', dropped)
+      options.log.error({ dropped, waiting: items.length }, 'hook retry buffer full; dropped the oldest saves')
+    }
+  }
+
+  async function spoolLeft(): Promise<void> {
+    const left = items.map(({ item }) => item)
+    if (!options.spool) {
+      options.log.error({ lost: left.length }, 'shutting down with hook saves not yet written; they are lost')
+      return
+    }
+    try {
+      await options.spool.write(left)
+      options.onSpool?.('spooled', left.length)
+      options.log.warn({ spooled: left.length }, 'shutting down with hook saves not yet written; spooled to disk for the next start')
+    } catch (error) {
+      options.onSpool?.('dropped', left.length)
+      options.log.error({ err: error, lost: left.length }, 'shutting down with hook saves not yet written, and the spool could not be written; they are lost')
+    }
+  }
+
   return {
     add(item) {
-      const size = options.sizeOf(item)
-      items.push({ item, size })
-      chars += size
       outcome('buffered')
-      let dropped = 0
-      while (items.length > maxItems || (chars > maxChars && items.length > 1)) {
-        chars -= items.shift()!.size
-        dropped++
-      }
-      if (dropped > 0) {
-        outcome('dropped', dropped)
-        options.log.error({ dropped, waiting: items.length }, 'hook retry buffer full; dropped the oldest saves')
-      }
+      push(item)
       schedule()
     },
     size: () => items.length,
@@ -126,7 +156,32 @@ export function createSaveRetryBuffer<T>(options: SaveRetryBufferOptions<T>): Sa
         })
       ])
       clearTimeout(giveUp)
-      if (items.length > 0) options.log.error({ lost: items.length }, 'shutting down with hook saves not yet written; they are lost')
+      if (items.length > 0) await spoolLeft()
+    },
+    async replay() {
+      if (!options.spool) return 0
+      let read: Awaited<ReturnType<SaveSpool<T>['read']>>
+      try {
+        read = await options.spool.read()
+      } catch (error) {
+        // The start goes on; the files stay for a later one.
+        options.log.error({ err: error }, 'hook spool could not be read; left in place')
+        return 0
+      }
+      const { items: spooled, corrupt, files } = read
+      if (corrupt > 0) {
+        options.onSpool?.('dropped', corrupt)
+        options.log.error({ corrupt }, 'hook spool lines that could not be read; skipped')
+      }
+      for (const item of spooled) push(item)
+      // Buffered again before the files go: a stop from here on spools them anew.
+      await options.spool.remove(files).catch((error: unknown) => options.log.error({ err: error }, 'hook spool could not be removed; its saves may be replayed again, each still one memory'))
+      if (spooled.length > 0) {
+        options.onSpool?.('replayed', spooled.length)
+        options.log.info({ replayed: spooled.length }, 'hook saves spooled at the last shutdown buffered again')
+      }
+      schedule()
+      return spooled.length
     }
   }
 }

@@ -1,7 +1,11 @@
 import assert from 'node:assert/strict'
-import { test } from 'node:test'
+import { mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { test, type TestContext } from 'node:test'
 import Fastify from 'fastify'
-import { createSaveRetryBuffer, type RetryOutcome } from '../../src/hooks/save-retry-buffer.js'
+import { createSaveRetryBuffer, type RetryOutcome, type SaveRetryBufferOptions, type SpoolEvent } from '../../src/hooks/save-retry-buffer.js'
+import { createSaveSpool } from '../../src/hooks/save-spool.js'
 
 /** Fastify's silent logger. */
 const log = Fastify({ logger: false }).log
@@ -130,4 +134,130 @@ test('close gives up after its timeout when the store hangs', async () => {
   await buffer.close(100)
   assert.ok(Date.now() - started < 1_000)
   assert.equal(buffer.size(), 1)
+})
+
+interface Keyed {
+  key: string
+  content: string
+}
+const isKeyed = (value: unknown): value is Keyed =>
+  typeof value === 'object' && value !== null && typeof (value as Keyed).key === 'string' && typeof (value as Keyed).content === 'string'
+
+async function spoolDir(t: TestContext): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), 'sage-spool-'))
+  t.after(() => rm(dir, { recursive: true, force: true }))
+  return join(dir, 'hook-spool')
+}
+
+/** A buffer over a store that writes each key once, as the memory store does with idempotency keys. */
+function spooledBuffer(dir: string, store: { up: boolean; rows: Map<string, string> }, extra: Partial<SaveRetryBufferOptions<Keyed>> = {}) {
+  const events: Record<SpoolEvent, number> = { spooled: 0, replayed: 0, dropped: 0 }
+  const buffer = createSaveRetryBuffer<Keyed>({
+    save: async (item) => {
+      if (!store.up) throw retryable
+      if (!store.rows.has(item.key)) store.rows.set(item.key, item.content)
+    },
+    isRetryable: (error) => error === retryable,
+    sizeOf: (item) => item.content.length,
+    log,
+    initialDelayMs: 10,
+    spool: createSaveSpool(dir, isKeyed),
+    onSpool: (event, n) => (events[event] += n),
+    ...extra
+  })
+  return { buffer, events }
+}
+
+test('close spools what is left to one private file; the next start replays it, writes it once, and removes the file', async (t) => {
+  const dir = await spoolDir(t)
+  const store = { up: false, rows: new Map<string, string>() }
+  const first = spooledBuffer(dir, store)
+  first.buffer.add({ key: 'k1', content: 'the deploy uses blue-green' })
+  first.buffer.add({ key: 'k2', content: 'tests run on both stores' })
+  await first.buffer.close(100)
+  assert.deepEqual(first.events, { spooled: 2, replayed: 0, dropped: 0 })
+
+  const files = await readdir(dir)
+  assert.equal(files.length, 1)
+  assert.match(files[0]!, /\.jsonl$/)
+  assert.equal((await stat(join(dir, files[0]!))).mode & 0o777, 0o600)
+  const lines = (await readFile(join(dir, files[0]!), 'utf8')).trim().split('\n').map((line) => JSON.parse(line) as Keyed)
+  assert.deepEqual(lines.map((item) => item.key), ['k1', 'k2'])
+
+  // The store is back before the next start, and one item had been written already: a replay is no second copy.
+  store.up = true
+  store.rows.set('k1', 'the deploy uses blue-green')
+  const second = spooledBuffer(dir, store)
+  assert.equal(await second.buffer.replay(), 2)
+  assert.deepEqual(await readdir(dir), [])
+  await until(() => second.buffer.size() === 0)
+  assert.deepEqual([...store.rows.keys()], ['k1', 'k2'])
+  assert.deepEqual(second.events, { spooled: 0, replayed: 2, dropped: 0 })
+  await second.buffer.close(100)
+  assert.deepEqual(await readdir(dir), [])
+})
+
+test('a replay while the store is still down keeps the saves buffered, and the next close spools them again', async (t) => {
+  const dir = await spoolDir(t)
+  const store = { up: false, rows: new Map<string, string>() }
+  const first = spooledBuffer(dir, store)
+  first.buffer.add({ key: 'k1', content: 'one' })
+  await first.buffer.close(50)
+  const second = spooledBuffer(dir, store)
+  assert.equal(await second.buffer.replay(), 1)
+  assert.equal(second.buffer.size(), 1)
+  await second.buffer.close(50)
+  assert.deepEqual(second.events, { spooled: 1, replayed: 1, dropped: 0 })
+  const third = spooledBuffer(dir, store)
+  assert.equal(await third.buffer.replay(), 1)
+  store.up = true
+  await until(() => third.buffer.size() === 0)
+  assert.deepEqual([...store.rows.keys()], ['k1'])
+  await third.buffer.close(50)
+})
+
+test('a corrupt spool line is skipped and counted; the start goes on with the rest', async (t) => {
+  const dir = await spoolDir(t)
+  const store = { up: true, rows: new Map<string, string>() }
+  await createSaveSpool(dir, isKeyed).write([{ key: 'good', content: 'kept' }])
+  const [file] = await readdir(dir)
+  await writeFile(join(dir, file!), `${await readFile(join(dir, file!), 'utf8')}{"key":"half\n{"other":1}\n`)
+  const { buffer, events } = spooledBuffer(dir, store)
+  assert.equal(await buffer.replay(), 1)
+  await until(() => buffer.size() === 0)
+  assert.deepEqual([...store.rows.keys()], ['good'])
+  assert.deepEqual(events, { spooled: 0, replayed: 1, dropped: 2 })
+  assert.deepEqual(await readdir(dir), [])
+  await buffer.close(50)
+})
+
+test('a spool that cannot be read leaves the start alone; one that cannot be written counts the saves as dropped', async (t) => {
+  const parent = await spoolDir(t)
+  // A file where the folder should be: reading and writing it both fail.
+  await writeFile(parent, 'not a folder')
+  const store = { up: false, rows: new Map<string, string>() }
+  const { buffer, events } = spooledBuffer(parent, store)
+  assert.equal(await buffer.replay(), 0)
+  buffer.add({ key: 'k', content: 'lost' })
+  await buffer.close(50)
+  assert.deepEqual(events, { spooled: 0, replayed: 0, dropped: 1 })
+})
+
+test('replayed files from several shutdowns are held to the buffer\'s bound: the oldest are dropped and counted', async (t) => {
+  const dir = await spoolDir(t)
+  const spool = createSaveSpool(dir, isKeyed)
+  await spool.write([{ key: 'a', content: '1' }, { key: 'b', content: '2' }])
+  // Names sort by time: the second file is the newer.
+  await new Promise((resolve) => setTimeout(resolve, 5))
+  await spool.write([{ key: 'c', content: '3' }, { key: 'd', content: '4' }])
+  const { seen, onOutcome } = outcomes()
+  const store = { up: true, rows: new Map<string, string>() }
+  const { buffer, events } = spooledBuffer(dir, store, { maxItems: 3, onOutcome })
+  assert.equal(await buffer.replay(), 4)
+  assert.equal(buffer.size(), 3)
+  await until(() => buffer.size() === 0)
+  assert.deepEqual([...store.rows.keys()], ['b', 'c', 'd'])
+  assert.deepEqual(events, { spooled: 0, replayed: 4, dropped: 0 })
+  assert.equal(seen.dropped, 1)
+  await buffer.close(50)
 })
