@@ -76,7 +76,7 @@ interface Phase {
 const seconds = (s: string | undefined) => Number(s) * 1000
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 const ok = (status: Sent['status']) => typeof status === 'number' && status >= 200 && status < 300
-const load1 = () => loadavg().map((n) => n.toFixed(2)).join(', ')
+const loadAverage = () => loadavg().map((n) => n.toFixed(2)).join(', ')
 
 /**
  * `concurrency` loops sending the kinds in turn until stop(). A refused save is sent again, same n and key, as the
@@ -129,7 +129,7 @@ async function main(): Promise<void> {
   const concurrency = Number(flags.concurrency)
   const dir = await mkdtemp(join(tmpdir(), 'sage-drill-'))
   const logFile = join(dir, 'sage.log')
-  const loadBefore = load1()
+  const loadBefore = loadAverage()
   const started = Date.now()
   console.log(`drill ${new Date().toISOString()}, ${cpus().length} cores, load average before ${loadBefore}`)
 
@@ -234,7 +234,10 @@ async function main(): Promise<void> {
     const drained = await waitFor('the queue and the hook retry buffer drained', async () => {
       const values = await Promise.all(['sage_queue_depth', 'sage_queue_pending', 'sage_hook_retry_buffer_size'].map((name) => gauge(url, name)))
       return values.every((v) => v === 0)
-    }, 120_000).then(() => true, (error: Error) => (console.log(error.message), false))
+    }, 120_000).then(() => true, (error: Error) => {
+      console.log(error.message)
+      return false
+    })
     const deadLetters = await gauge(url, 'sage_queue_dead_letters')
 
     const sent = load.sent
@@ -248,7 +251,7 @@ async function main(): Promise<void> {
     const lost = new Set(acknowledged).size - found.length
 
     report({ phases, sent, requestTimeoutMs, lost, duplicates: duplicates!.n, drained, deadLetters, acknowledged: acknowledged.length, hookRows: hookRows!.n, batchTimes, hookTimes, hookStatuses, health, sageAlive: alive() })
-    console.log(`total ${((Date.now() - started) / 1000).toFixed(0)} s; load average before ${loadBefore}, after ${load1()}`)
+    console.log(`total ${((Date.now() - started) / 1000).toFixed(0)} s; load average before ${loadBefore}, after ${loadAverage()}`)
   } finally {
     if (frozen) await cluster?.signal('SIGCONT').catch(() => undefined)
     await sage?.stop('SIGKILL')
