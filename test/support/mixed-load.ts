@@ -10,13 +10,10 @@ export interface LoadResult {
   id?: string
 }
 
-/** The content of the memory that save `n` sends: unique per `n`, so a duplicate row shows. */
-export const saveContent = (n: number) => `outage drill memory ${n} about the deploy pipeline`
-
 /** One save, recall, UserPromptSubmit hook or Stop hook against `url`, never throwing. */
 export async function mixedRequest(url: string, kind: LoadResult['kind'], n: number, headers: Record<string, string> = {}): Promise<LoadResult> {
   const [path, body] =
-    kind === 'save' ? ['/v1/memories', { namespace: 'load', content: saveContent(n) }]
+    kind === 'save' ? ['/v1/memories', { namespace: 'load', content: `outage drill memory ${n} about the deploy pipeline` }]
     : kind === 'recall' ? ['/v1/recall', { namespace: 'load', query: 'deploy pipeline' }]
     : kind === 'hook' ? ['/hooks/claude-code?namespace=load', { hook_event_name: 'UserPromptSubmit', session_id: 'drill', cwd: '/tmp', prompt: `how does the deploy pipeline work ${n}` }]
     : ['/hooks/claude-code?namespace=load', { hook_event_name: 'Stop', session_id: 'drill', cwd: '/tmp', last_assistant_message: `the deploy pipeline runs in three stages ${n}` }]
