@@ -17,15 +17,6 @@ import { parseArgs } from 'node:util'
 import { startProbe } from '../test/support/event-loop-probe.js'
 import { startService } from './service.js'
 
-const { values } = parseArgs({
-  options: {
-    batches: { type: 'string', default: '3' },
-    hooks: { type: 'string', default: '3' },
-    'hook-chars': { type: 'string', default: '9400000' },
-    store: { type: 'string', default: 'pglite' }
-  }
-})
-
 export function randomBase64(chars: number): string {
   return randomBytes(Math.ceil((chars * 3) / 4)).toString('base64').slice(0, chars)
 }
@@ -38,6 +29,14 @@ export async function eventLoopLag(url: string): Promise<{ p50: number; p99: num
 }
 
 async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      batches: { type: 'string', default: '3' },
+      hooks: { type: 'string', default: '3' },
+      'hook-chars': { type: 'string', default: '9400000' },
+      store: { type: 'string', default: 'pglite' }
+    }
+  })
   const dataDir = await mkdtemp(join(tmpdir(), 'sage-event-loop-'))
   const service = await startService({
     databaseUrl: values.store === 'postgres' ? process.env.DATABASE_URL : undefined,
@@ -55,7 +54,7 @@ async function main(): Promise<void> {
     const batchTimes: number[] = []
     for (let i = 0; i < Number(values.batches); i++) {
       const t = performance.now()
-      const status = await postJson(`${service.url}/v1/memories/batch`, batch.replaceAll('"source_id":"b-', `"source_id":"b${i}-`))
+      const { status } = await postJson(`${service.url}/v1/memories/batch`, batch.replaceAll('"source_id":"b-', `"source_id":"b${i}-`))
       if (status !== 201) throw new Error(`batch answered ${status}`)
       batchTimes.push(performance.now() - t)
     }
@@ -84,15 +83,19 @@ async function main(): Promise<void> {
   }
 }
 
-/** node:http rather than fetch: fetch gives up connecting after 10 s, and a stalled service takes longer than that to accept. */
-export function postJson(url: string, body: string): Promise<number> {
+/**
+ * The status and body of a POST (status 0 when the body was refused unread). node:http rather than fetch: fetch gives
+ * up connecting after 10 s, and a stalled service takes longer than that to accept.
+ */
+export function postJson(url: string, body: string, headers: Record<string, string> = {}): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
-    const req = request(url, { method: 'POST', headers: { 'content-type': 'application/json' } }, (res) => {
-      res.resume()
-      res.on('end', () => resolve(res.statusCode ?? 0))
+    const req = request(url, { method: 'POST', headers: { 'content-type': 'application/json', ...headers } }, (res) => {
+      const chunks: Buffer[] = []
+      res.on('data', (chunk: Buffer) => chunks.push(chunk))
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString() }))
     })
     // A body past its limit is refused before it is read, and the socket closed under the rest.
-    req.on('error', (error: NodeJS.ErrnoException) => (error.code === 'EPIPE' || error.code === 'ECONNRESET' ? resolve(0) : reject(error)))
+    req.on('error', (error: NodeJS.ErrnoException) => (error.code === 'EPIPE' || error.code === 'ECONNRESET' ? resolve({ status: 0, body: '' }) : reject(error)))
     req.end(body)
   })
 }

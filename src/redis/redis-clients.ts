@@ -106,7 +106,8 @@ export async function createRedisClients(
     client.sendCommand = ((...args: Parameters<typeof send>) => {
       const [command] = args
       // Auto-pipelined commands issued before the timeout are sent after it: they fail at once instead of waiting again.
-      if (skipping && !PASS_WHILE_SKIPPING.has(command.name)) {
+      // Only on a ready connection: a reconnect's own handshake (HELLO, CLIENT SETNAME, INFO) must pass, or it never becomes ready.
+      if (skipping && client.status === 'ready' && !PASS_WHILE_SKIPPING.has(command.name)) {
         command.reject(new Error('redis unavailable: it did not answer in time'))
         return command.promise
       }

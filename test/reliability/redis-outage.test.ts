@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict'
+import { once } from 'node:events'
 import { after, describe, test } from 'node:test'
 import { createPostgresDatabase, testRedisUrl } from '../helper.js'
 import { startRedisServer, testRedisClient, type RedisServer } from '../support/redis.js'
@@ -103,5 +104,17 @@ describe('saves over a Redis that freezes or dies', { skip }, () => {
     redis = await startRedisServer(port)
     await waitFor('a queued save (202) once Redis is back', async () => (await timedSave(sage!.url, 'back')).status === 202, 20_000)
     assert.equal(sage!.child.exitCode, null)
+  })
+
+  test('killed while skipped (it had stopped answering first): the reconnect completes and saves queue again', async () => {
+    const port = redis!.port
+    redis!.signal('SIGSTOP')
+    // One save waits out the command timeout, so every user skips Redis from here on.
+    await timedSave(sage!.url, 'frozen-before-kill')
+    const exited = once(redis!.child, 'exit')
+    redis!.signal('SIGKILL')
+    await exited
+    redis = await startRedisServer(port)
+    await waitFor('a queued save (202) once Redis is back', async () => (await timedSave(sage!.url, 'back-after-kill')).status === 202, 20_000)
   })
 })

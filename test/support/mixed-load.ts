@@ -1,23 +1,28 @@
 /** What one request of a mixed load saw. */
 export interface LoadResult {
-  kind: 'save' | 'recall' | 'hook'
+  kind: 'save' | 'recall' | 'hook' | 'stop-hook'
   status: number | 'network error'
   retryAfter: string | null
   ms: number
+  /** When the answer came (Date.now()). */
   at: number
+  /** The id a save's 2xx answer acknowledged. */
+  id?: string
 }
 
-/** One save, one recall or one UserPromptSubmit hook against `url`, never throwing. */
+/** One save, recall, UserPromptSubmit hook or Stop hook against `url`, never throwing. */
 export async function mixedRequest(url: string, kind: LoadResult['kind'], n: number, headers: Record<string, string> = {}): Promise<LoadResult> {
   const [path, body] =
     kind === 'save' ? ['/v1/memories', { namespace: 'load', content: `outage drill memory ${n} about the deploy pipeline` }]
     : kind === 'recall' ? ['/v1/recall', { namespace: 'load', query: 'deploy pipeline' }]
-    : ['/hooks/claude-code?namespace=load', { hook_event_name: 'UserPromptSubmit', session_id: 'drill', cwd: '/tmp', prompt: `how does the deploy pipeline work ${n}` }]
+    : kind === 'hook' ? ['/hooks/claude-code?namespace=load', { hook_event_name: 'UserPromptSubmit', session_id: 'drill', cwd: '/tmp', prompt: `how does the deploy pipeline work ${n}` }]
+    : ['/hooks/claude-code?namespace=load', { hook_event_name: 'Stop', session_id: 'drill', cwd: '/tmp', last_assistant_message: `the deploy pipeline runs in three stages ${n}` }]
   const started = performance.now()
   try {
     const res = await fetch(`${url}${path}`, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: JSON.stringify(body) })
-    await res.arrayBuffer()
-    return { kind, status: res.status, retryAfter: res.headers.get('retry-after'), ms: performance.now() - started, at: Date.now() }
+    const text = await res.text()
+    const id = kind === 'save' && res.status >= 200 && res.status < 300 ? (JSON.parse(text) as { id: string }).id : undefined
+    return { kind, status: res.status, retryAfter: res.headers.get('retry-after'), ms: performance.now() - started, at: Date.now(), id }
   } catch {
     return { kind, status: 'network error', retryAfter: null, ms: performance.now() - started, at: Date.now() }
   }

@@ -39,10 +39,14 @@ export interface RedisServer {
   stop(): Promise<void>
 }
 
-/** A private redis-server on a free port, without persistence, that a test may freeze or stop. */
-export async function startRedisServer(port?: number): Promise<RedisServer> {
+/**
+ * A private redis-server on a free port that a test may freeze or stop: without persistence, or with an append-only
+ * file in `appendOnlyDir` fsynced on every write (a server started again on the same folder has every acknowledged write).
+ */
+export async function startRedisServer(port?: number, { appendOnlyDir }: { appendOnlyDir?: string } = {}): Promise<RedisServer> {
   const chosen = port ?? (await freePort())
-  const child = spawn('redis-server', ['--port', String(chosen), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], {
+  const persistence = appendOnlyDir === undefined ? ['--appendonly', 'no'] : ['--appendonly', 'yes', '--appendfsync', 'always', '--dir', appendOnlyDir]
+  const child = spawn('redis-server', ['--port', String(chosen), '--bind', '127.0.0.1', '--save', '', ...persistence], {
     stdio: ['ignore', 'pipe', 'pipe']
   })
   let output = ''
