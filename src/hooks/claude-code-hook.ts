@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto'
 import type { FastifyBaseLogger } from 'fastify'
 import { Counter, Gauge, type Registry } from 'prom-client'
 import { failureFields, isDependencyFailure } from '../classify-failure.js'
-import { estimateTokens, formatContext } from '../memory/context-block.js'
+import { cutToTokens, estimateTokens, formatContext, oneLine } from '../memory/context-block.js'
 import { searchTerms, type MemoryService } from '../memory/memory-service.js'
 import { LIMITS, type Memory, type MemoryInput } from '../memory/memory-schemas.js'
 import type { EmbedderKind } from '../embedder/embedder.js'
@@ -448,21 +448,8 @@ function contextAnswer(hookEventName: 'UserPromptSubmit' | 'SessionStart', addit
   return { hookSpecificOutput: { hookEventName, additionalContext } }
 }
 
-const oneLine = (text: string) => text.replace(/\s+/g, ' ').trim()
 const comparable = (text: string) => oneLine(text.normalize('NFC')).toLowerCase()
 const quote = (memory: Memory) => cutToTokens(oneLine(memory.content), DIGEST_QUOTE_TOKENS).replace(/"/g, "'")
-
-function cutToTokens(text: string, tokens: number): string {
-  if (estimateTokens(text) <= tokens) return text
-  let low = 0
-  let high = text.length
-  while (low < high) {
-    const mid = Math.ceil((low + high) / 2)
-    if (estimateTokens(text.slice(0, mid)) + 1 <= tokens) low = mid
-    else high = mid - 1
-  }
-  return `${text.slice(0, low).trimEnd()}…`
-}
 
 /** Whole lines dropped from the end until the block fits; the heading alone is no context. */
 function fitCharacters(text: string, max: number): string {
