@@ -3,7 +3,7 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, test } from 'node:test'
-import { createPostgresDatabase } from '../helper.js'
+import { processStore } from '../support/process-store.js'
 import { runSage, startSage, type SageProcess } from '../support/sage-process.js'
 import { writeTestModel, type TestModel } from '../support/test-model.js'
 import { waitFor } from '../support/wait-for.js'
@@ -56,12 +56,8 @@ for (const store of ['pglite', 'postgres'] as const) {
   test(`sage-memory reembed while the service runs on ${store}: the service re-embeds every memory while saves and recalls go on`, {
     skip: store === 'postgres' && !process.env.TEST_DATABASE_URL && !process.env.CI ? 'TEST_DATABASE_URL is not set' : false
   }, async (t) => {
-    let env: Record<string, string>
-    if (store === 'postgres') {
-      const database = await createPostgresDatabase(process.env.TEST_DATABASE_URL!)
-      t.after(() => database.drop())
-      env = { DATABASE_URL: database.url }
-    } else env = { SAGE_DATA_DIR: join(work, 'live') }
+    const { env, drop } = await processStore({ store, dataDir: join(work, 'live') })
+    t.after(drop)
     const sage = await startSage({ ...env, BACKFILL_INTERVAL_MS: '100' }, START_TIMEOUT_MS)
     try {
       const memories = Array.from({ length: 40 }, (_, i) => ({ namespace: 'live', content: `decision ${i}: the ledger export uses keyset pagination number ${i}` }))

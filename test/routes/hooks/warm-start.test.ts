@@ -3,7 +3,7 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, test } from 'node:test'
-import { createPostgresDatabase } from '../../helper.js'
+import { processStore } from '../../support/process-store.js'
 import { startSage, type SageProcess } from '../../support/sage-process.js'
 import { waitFor } from '../../support/wait-for.js'
 
@@ -23,12 +23,8 @@ for (const store of ['pglite', 'postgres'] as const) {
   test(`on ${store}, the first UserPromptSubmit after a start answers with its context within the hook's deadline`, {
     skip: store === 'postgres' && !process.env.TEST_DATABASE_URL && !process.env.CI ? 'TEST_DATABASE_URL is not set' : false
   }, async (t) => {
-    let env: Record<string, string>
-    if (store === 'postgres') {
-      const database = await createPostgresDatabase(process.env.TEST_DATABASE_URL!)
-      t.after(() => database.drop())
-      env = { DATABASE_URL: database.url }
-    } else env = { SAGE_DATA_DIR: join(work, 'data') }
+    const { env, drop } = await processStore({ store, dataDir: join(work, 'data') })
+    t.after(drop)
 
     const first = await startSage(env, START_TIMEOUT_MS)
     try {
