@@ -17,7 +17,7 @@ export const ConfigSchema = Type.Object({
   DB_POOL_MAX: Type.Integer({ default: 10, minimum: 1, maximum: 500, description: 'Postgres pool size' }),
   DB_STATEMENT_TIMEOUT_MS: Type.Integer({ default: 30000, minimum: 100, description: 'Postgres statement_timeout for every pooled connection (at most DB_QUERY_TIMEOUT_MS less 250 ms, so a slow but live database cancels first)' }),
   DB_QUERY_TIMEOUT_MS: Type.Optional(Type.Integer({ minimum: 500, description: 'How long Sage waits for any answer from Postgres (a query, a new connection: at most 5 s) before it answers 503; default REQUEST_TIMEOUT_MS less 500 ms, so a frozen database is a 503 within the request timeout' })),
-  SAGE_DATA_DIR: Type.Optional(Type.String({ minLength: 1, description: 'Where the embedded store (and the model cache, and the hook saves spooled at shutdown) keeps its files, locked by one process at a time; unset means the user\'s data folder: $XDG_DATA_HOME/sage-memory, else ~/.local/share/sage-memory (macOS: ~/Library/Application Support/sage-memory)' })),
+  SAGE_DATA_DIR: Type.Optional(Type.String({ minLength: 1, description: 'Where the embedded store (and the model cache, and the hook saves waiting for the database) keeps its files, locked by one process at a time; unset means the user\'s data folder: $XDG_DATA_HOME/sage-memory, else ~/.local/share/sage-memory (macOS: ~/Library/Application Support/sage-memory)' })),
   EMBEDDING_PROVIDER: Type.Optional(Type.Enum(['lexical', 'openai', 'local'], {
     description: 'lexical (built in, offline), openai (any OpenAI-compatible /v1/embeddings) or local (a sentence-embedding model run in process); defaults to openai when EMBEDDING_URL is set'
   })),

@@ -89,7 +89,7 @@ export interface ClaudeCodeHook {
   handle(body: unknown, options?: HandleOptions): Promise<HookAnswer>
   /** Saves waiting for the database to come back. */
   retryBuffer: SaveRetryBuffer<PendingSave>
-  /** Buffers again the saves an earlier process spooled at its close. */
+  /** Buffers again the saves an earlier process left spooled. */
   replay(): Promise<number>
   close(timeoutMs?: number): Promise<void>
 }
@@ -475,7 +475,7 @@ function hookMetrics(registry: Registry) {
     }),
     spooled: new Counter({
       name: 'sage_hook_spooled_saves_total',
-      help: 'Hook saves still in the retry buffer at shutdown: written to the spool (spooled), buffered again at the next start (replayed), or lost (dropped: the spool could not be written, or a line of it read)',
+      help: 'Hook saves in the retry buffer on disk: written to the spool as they entered the buffer (spooled), buffered again at the next start (replayed), or lost (dropped: the spool could not be written at shutdown, or a line of it read)',
       labelNames: ['event'] as const,
       registers: [registry]
     }),

@@ -6,8 +6,8 @@ import type { SaveSpool } from './save-spool.js'
  * Saves a hook could not make (the database was down or slow) waiting in memory to be retried, oldest first,
  * with exponential backoff. Bounded by count and by characters: when full the oldest is dropped (and counted),
  * because a hook must never grow the process without limit while the database is away.
- * With a spool, what is still held at close is written to disk and `replay` puts it back at the next start;
- * without one (or if the process is killed outright) it is lost. Redis-backed queues are durable, this is the fallback.
+ * With a spool, every item is also on disk while it waits, so a stop of any kind loses none: `replay` puts them back
+ * at the next start. Without one (SAGE_DATA_DIR=:memory:) a stop loses them. Redis-backed queues are durable, this is the fallback.
  */
 export interface SaveRetryBuffer<T> {
   /** Queues an item for retry; starts the retry timer if it is not running. */
@@ -15,14 +15,14 @@ export interface SaveRetryBuffer<T> {
   size(): number
   /** Retries now, in order, until one fails for a reason worth retrying; resolves with how many were saved. */
   flush(): Promise<number>
-  /** Stops the timer after one last flush bounded by `timeoutMs`; spools what could not be saved, or logs it lost. */
+  /** Stops the timer after one last flush bounded by `timeoutMs`; what is left stays spooled (or is logged lost without a spool). */
   close(timeoutMs: number): Promise<void>
-  /** Buffers again what an earlier process spooled, then removes its files; resolves with how many came back. */
+  /** Buffers again what an earlier process left spooled; its files go as their saves are written. Resolves with how many came back. */
   replay(): Promise<number>
 }
 
 export type RetryOutcome = 'buffered' | 'saved' | 'dropped' | 'rejected'
-/** Spooled at close, replayed at start, or dropped: the spool could not be written, or a line of it could not be read. */
+/** Spooled as it entered the buffer, replayed at start, or dropped: the spool could not be written at close, or a line of it could not be read. */
 export type SpoolEvent = 'spooled' | 'replayed' | 'dropped'
 
 export interface SaveRetryBufferOptions<T> {
@@ -38,7 +38,7 @@ export interface SaveRetryBufferOptions<T> {
   maxDelayMs?: number
   /** Counts each item's fate, for metrics. */
   onOutcome?(outcome: RetryOutcome, count: number): void
-  /** Where what is left at close waits for the next start; none keeps nothing (SAGE_DATA_DIR=:memory:). */
+  /** Where waiting items are kept on disk until written; none keeps nothing (SAGE_DATA_DIR=:memory:). */
   spool?: SaveSpool<T>
   onSpool?(event: SpoolEvent, count: number): void
 }
@@ -48,13 +48,68 @@ export function createSaveRetryBuffer<T>(options: SaveRetryBufferOptions<T>): Sa
   const maxChars = options.maxChars ?? 20_000_000
   const initialDelayMs = options.initialDelayMs ?? 500
   const maxDelayMs = options.maxDelayMs ?? 10_000
-  const items: Array<{ item: T; size: number }> = []
+  const items: Entry[] = []
+  /** How many waiting items each spool file still holds: a file goes when the last of them leaves. */
+  const fileHolds = new Map<string, number>()
+  /** Spool writes and removals under way, which close() waits for. */
+  const diskWork = new Set<Promise<void>>()
   let chars = 0
   let delayMs = initialDelayMs
   let timer: NodeJS.Timeout | undefined
   let flushing: Promise<number> | undefined
   let closed = false
   const outcome = (what: RetryOutcome, count = 1) => options.onOutcome?.(what, count)
+  let spoolFailureLogged = false
+
+  interface Entry {
+    item: T
+    size: number
+    /** The spool file holding it, once written. */
+    file?: string
+    /** Saved, rejected or dropped: no longer waiting. */
+    gone?: boolean
+  }
+
+  function track(work: Promise<void>): void {
+    diskWork.add(work)
+    void work.finally(() => diskWork.delete(work))
+  }
+
+  function hold(entry: Entry, file: string): void {
+    entry.file = file
+    fileHolds.set(file, (fileHolds.get(file) ?? 0) + 1)
+    if (entry.gone) release(entry)
+  }
+
+  /** The entry has left the buffer: its file goes once no other waiting entry is in it. */
+  function release(entry: Entry): void {
+    entry.gone = true
+    const file = entry.file
+    if (file === undefined || !options.spool) return
+    entry.file = undefined
+    const left = (fileHolds.get(file) ?? 1) - 1
+    if (left > 0) {
+      fileHolds.set(file, left)
+      return
+    }
+    fileHolds.delete(file)
+    track(options.spool.remove(file).catch((error: unknown) => {
+      options.log.error({ err: error }, 'hook spool file could not be removed; its saves may be replayed again, each still one memory')
+    }))
+  }
+
+  /** Writes the entry to the spool as it enters the buffer; a failure leaves it in memory, written again at close. */
+  function persist(entry: Entry): void {
+    const spool = options.spool
+    if (!spool) return
+    track(spool.write([entry.item]).then((file) => {
+      options.onSpool?.('spooled', 1)
+      hold(entry, file)
+    }, (error: unknown) => {
+      if (!spoolFailureLogged) options.log.error({ err: error }, 'hook spool could not be written; saves waiting in memory only until it can')
+      spoolFailureLogged = true
+    }))
+  }
 
   function schedule(): void {
     if (closed || timer !== undefined || items.length === 0) return
@@ -99,46 +154,56 @@ export function createSaveRetryBuffer<T>(options: SaveRetryBufferOptions<T>): Sa
         items.shift()
         chars -= head.size
       }
+      release(head)
     }
     return saved
   }
 
   /** Appends, then drops the oldest past the bounds. */
-  function push(item: T): void {
-    const size = options.sizeOf(item)
-    items.push({ item, size })
-    chars += size
+  function push(item: T): Entry {
+    const entry: Entry = { item, size: options.sizeOf(item) }
+    items.push(entry)
+    chars += entry.size
     let dropped = 0
     while (items.length > maxItems || (chars > maxChars && items.length > 1)) {
-      chars -= items.shift()!.size
+      const oldest = items.shift()!
+      chars -= oldest.size
+      release(oldest)
       dropped++
     }
     if (dropped > 0) {
       outcome('dropped', dropped)
       options.log.error({ dropped, waiting: items.length }, 'hook retry buffer full; dropped the oldest saves')
     }
+    return entry
   }
 
+  /** At close: every waiting item is on disk already but those whose own write failed, written now in one file. */
   async function spoolLeft(): Promise<void> {
-    const left = items.map(({ item }) => item)
+    await Promise.all([...diskWork])
     if (!options.spool) {
-      options.log.error({ lost: left.length }, 'shutting down with hook saves not yet written; they are lost')
+      options.log.error({ lost: items.length }, 'shutting down with hook saves not yet written; they are lost')
       return
     }
-    try {
-      await options.spool.write(left)
-      options.onSpool?.('spooled', left.length)
-      options.log.warn({ spooled: left.length }, 'shutting down with hook saves not yet written; spooled to disk for the next start')
-    } catch (error) {
-      options.onSpool?.('dropped', left.length)
-      options.log.error({ err: error, lost: left.length }, 'shutting down with hook saves not yet written, and the spool could not be written; they are lost')
+    const unwritten = items.filter((entry) => entry.file === undefined)
+    if (unwritten.length > 0) {
+      try {
+        const file = await options.spool.write(unwritten.map((entry) => entry.item))
+        options.onSpool?.('spooled', unwritten.length)
+        for (const entry of unwritten) hold(entry, file)
+      } catch (error) {
+        options.onSpool?.('dropped', unwritten.length)
+        options.log.error({ err: error, lost: unwritten.length }, 'shutting down with hook saves not yet written, and the spool could not be written; they are lost')
+      }
     }
+    const spooled = items.filter((entry) => entry.file !== undefined).length
+    if (spooled > 0) options.log.warn({ spooled }, 'shutting down with hook saves not yet written; spooled to disk for the next start')
   }
 
   return {
     add(item) {
       outcome('buffered')
-      push(item)
+      persist(push(item))
       schedule()
     },
     size: () => items.length,
@@ -147,7 +212,10 @@ export function createSaveRetryBuffer<T>(options: SaveRetryBufferOptions<T>): Sa
       closed = true
       if (timer !== undefined) clearTimeout(timer)
       timer = undefined
-      if (items.length === 0) return
+      if (items.length === 0) {
+        await Promise.all([...diskWork])
+        return
+      }
       let giveUp: NodeJS.Timeout | undefined
       await Promise.race([
         flush().catch(() => 0),
@@ -157,6 +225,7 @@ export function createSaveRetryBuffer<T>(options: SaveRetryBufferOptions<T>): Sa
       ])
       clearTimeout(giveUp)
       if (items.length > 0) await spoolLeft()
+      await Promise.all([...diskWork])
     },
     async replay() {
       if (!options.spool) return 0
@@ -168,20 +237,21 @@ export function createSaveRetryBuffer<T>(options: SaveRetryBufferOptions<T>): Sa
         options.log.error({ err: error }, 'hook spool could not be read; left in place')
         return 0
       }
-      const { items: spooled, corrupt, files } = read
+      const { entries, corrupt, files } = read
       if (corrupt > 0) {
         options.onSpool?.('dropped', corrupt)
         options.log.error({ corrupt }, 'hook spool lines that could not be read; skipped')
       }
-      for (const item of spooled) push(item)
-      // Buffered again before the files go: a stop from here on spools them anew.
-      await options.spool.remove(files).catch((error: unknown) => options.log.error({ err: error }, 'hook spool could not be removed; its saves may be replayed again, each still one memory'))
-      if (spooled.length > 0) {
-        options.onSpool?.('replayed', spooled.length)
-        options.log.info({ replayed: spooled.length }, 'hook saves spooled at the last shutdown buffered again')
+      for (const { item, file } of entries) hold(push(item), file)
+      // A file none of whose lines could be read would be read again at every start.
+      const held = new Set(entries.map((entry) => entry.file))
+      for (const file of files) if (!held.has(file)) track(options.spool.remove(file).catch(() => undefined))
+      if (entries.length > 0) {
+        options.onSpool?.('replayed', entries.length)
+        options.log.info({ replayed: entries.length }, 'hook saves left spooled by an earlier process buffered again')
       }
       schedule()
-      return spooled.length
+      return entries.length
     }
   }
 }

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict'
-import { mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises'
+import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { test, type TestContext } from 'node:test'
@@ -168,7 +168,7 @@ function spooledBuffer(dir: string, store: { up: boolean; rows: Map<string, stri
   return { buffer, events }
 }
 
-test('close spools what is left to one private file; the next start replays it, writes it once, and removes the file', async (t) => {
+test('each save is spooled to a private file as it enters the buffer; the next start replays them, writes each once, and removes each file once written', async (t) => {
   const dir = await spoolDir(t)
   const store = { up: false, rows: new Map<string, string>() }
   const first = spooledBuffer(dir, store)
@@ -178,18 +178,20 @@ test('close spools what is left to one private file; the next start replays it, 
   assert.deepEqual(first.events, { spooled: 2, replayed: 0, dropped: 0 })
 
   const files = await readdir(dir)
-  assert.equal(files.length, 1)
-  assert.match(files[0]!, /\.jsonl$/)
-  assert.equal((await stat(join(dir, files[0]!))).mode & 0o777, 0o600)
-  const lines = (await readFile(join(dir, files[0]!), 'utf8')).trim().split('\n').map((line) => JSON.parse(line) as Keyed)
-  assert.deepEqual(lines.map((item) => item.key), ['k1', 'k2'])
+  assert.equal(files.length, 2)
+  const keys: string[] = []
+  for (const file of files) {
+    assert.match(file, /\.jsonl$/)
+    assert.equal((await stat(join(dir, file))).mode & 0o777, 0o600)
+    keys.push(...(await readFile(join(dir, file), 'utf8')).trim().split('\n').map((line) => (JSON.parse(line) as Keyed).key))
+  }
+  assert.deepEqual(keys.sort(), ['k1', 'k2'])
 
   // The store is back before the next start, and one item had been written already: a replay is no second copy.
   store.up = true
   store.rows.set('k1', 'the deploy uses blue-green')
   const second = spooledBuffer(dir, store)
   assert.equal(await second.buffer.replay(), 2)
-  assert.deepEqual(await readdir(dir), [])
   await until(() => second.buffer.size() === 0)
   assert.deepEqual([...store.rows.keys()], ['k1', 'k2'])
   assert.deepEqual(second.events, { spooled: 0, replayed: 2, dropped: 0 })
@@ -197,7 +199,61 @@ test('close spools what is left to one private file; the next start replays it, 
   assert.deepEqual(await readdir(dir), [])
 })
 
-test('a replay while the store is still down keeps the saves buffered, and the next close spools them again', async (t) => {
+test('a process killed outright loses nothing: the save it buffered is on disk before any close, and the next start writes it', async (t) => {
+  const dir = await spoolDir(t)
+  const store = { up: false, rows: new Map<string, string>() }
+  const killed = spooledBuffer(dir, store)
+  killed.buffer.add({ key: 'k1', content: 'buffered, then SIGKILL' })
+  // Never closed, as after a SIGKILL.
+  await until(() => killed.events.spooled === 1)
+  assert.equal((await readdir(dir)).length, 1)
+
+  store.up = true
+  const next = spooledBuffer(dir, store)
+  assert.equal(await next.buffer.replay(), 1)
+  await until(() => next.buffer.size() === 0)
+  assert.deepEqual([...store.rows.keys()], ['k1'])
+  await next.buffer.close(50)
+  assert.deepEqual(await readdir(dir), [])
+})
+
+test('a replayed save stays on disk until it is written: killed again before that, the start after replays it once more', async (t) => {
+  const dir = await spoolDir(t)
+  const store = { up: false, rows: new Map<string, string>() }
+  const first = spooledBuffer(dir, store)
+  first.buffer.add({ key: 'k1', content: 'one' })
+  await until(() => first.events.spooled === 1)
+  // Replayed while the store is still down, then killed (never closed).
+  const second = spooledBuffer(dir, store)
+  assert.equal(await second.buffer.replay(), 1)
+  assert.equal((await readdir(dir)).length, 1)
+  store.up = true
+  const third = spooledBuffer(dir, store)
+  assert.equal(await third.buffer.replay(), 1)
+  await until(() => third.buffer.size() === 0)
+  assert.deepEqual([...store.rows.keys()], ['k1'])
+  await third.buffer.close(50)
+  assert.deepEqual(await readdir(dir), [])
+})
+
+test('a start replays only the files of processes that are gone: a running process keeps its own', async (t) => {
+  const dir = await spoolDir(t)
+  const spool = createSaveSpool(dir, isKeyed)
+  await spool.write([{ key: 'mine-earlier', content: 'this PID, an earlier life' }])
+  await mkdir(dir, { recursive: true })
+  // The test runner that started this file is alive; a PID past the kernel's limit is not.
+  await writeFile(join(dir, `${Date.now().toString().padStart(15, '0')}-${process.ppid}-00000000.jsonl`), `${JSON.stringify({ key: 'live', content: 'x' })}\n`)
+  await writeFile(join(dir, `${Date.now().toString().padStart(15, '0')}-99999999-00000000.jsonl`), `${JSON.stringify({ key: 'gone', content: 'y' })}\n`)
+  const store = { up: true, rows: new Map<string, string>() }
+  const { buffer } = spooledBuffer(dir, store)
+  assert.equal(await buffer.replay(), 2)
+  await until(() => buffer.size() === 0)
+  assert.deepEqual([...store.rows.keys()].sort(), ['gone', 'mine-earlier'])
+  await buffer.close(50)
+  assert.deepEqual((await readdir(dir)).map((name) => name.split('-')[1]), [String(process.ppid)])
+})
+
+test('a replay while the store is still down keeps the saves buffered, and they stay spooled through the next close', async (t) => {
   const dir = await spoolDir(t)
   const store = { up: false, rows: new Map<string, string>() }
   const first = spooledBuffer(dir, store)
@@ -207,7 +263,8 @@ test('a replay while the store is still down keeps the saves buffered, and the n
   assert.equal(await second.buffer.replay(), 1)
   assert.equal(second.buffer.size(), 1)
   await second.buffer.close(50)
-  assert.deepEqual(second.events, { spooled: 1, replayed: 1, dropped: 0 })
+  assert.deepEqual(second.events, { spooled: 0, replayed: 1, dropped: 0 })
+  assert.equal((await readdir(dir)).length, 1)
   const third = spooledBuffer(dir, store)
   assert.equal(await third.buffer.replay(), 1)
   store.up = true
@@ -227,8 +284,8 @@ test('a corrupt spool line is skipped and counted; the start goes on with the re
   await until(() => buffer.size() === 0)
   assert.deepEqual([...store.rows.keys()], ['good'])
   assert.deepEqual(events, { spooled: 0, replayed: 1, dropped: 2 })
-  assert.deepEqual(await readdir(dir), [])
   await buffer.close(50)
+  assert.deepEqual(await readdir(dir), [])
 })
 
 test('a spool that cannot be read leaves the start alone; one that cannot be written counts the saves as dropped', async (t) => {
