@@ -6,8 +6,10 @@ import { failureFields } from '../classify-failure.js'
 export interface TermStatisticsFolderOptions {
   statistics: Pick<TermStatistics, 'fold'>
   log: FastifyBaseLogger
-  /** Memories folded per transaction. */
+  /** Memories folded per transaction at most. */
   batchSize: number
+  /** Terms folded per transaction at most (past the first memory), which bounds its time whatever the memories' length. */
+  termBudget: number
   /** How often the backlog is looked at when nothing pokes the folder (saves and deletes of other replicas). */
   intervalMs: number
 }
@@ -32,9 +34,10 @@ export function createTermStatisticsFolder(options: TermStatisticsFolderOptions)
   async function drain(): Promise<number> {
     let folded = 0
     for (;;) {
-      const moved = await statistics.fold(options.batchSize)
+      const moved = await statistics.fold(options.batchSize, options.termBudget)
       folded += moved
-      if (moved < options.batchSize || stopped) return folded
+      // Fewer than asked may mean the term budget ended the round, not the backlog: only an empty round ends the drain.
+      if (moved === 0 || stopped) return folded
     }
   }
 

@@ -51,9 +51,12 @@ export function createTermStatistics(db: Queryable) {
 
     /**
      * Moves up to `limit` saved and `limit` removed memories into the counters, in one statement, and answers how
-     * many it moved (0 when another replica is folding). Counters left at zero are dropped.
+     * many it moved (0 when another replica is folding, or nothing waits). Each side stops once its memories hold
+     * `termBudget` terms (taking at least one), so a statement's work is bounded by terms, not memories: a batch of
+     * long texts of unique tokens would otherwise make a fold that never ends within the statement timeout.
+     * Counters left at zero are dropped.
      */
-    async fold(limit: number): Promise<number> {
+    async fold(limit: number, termBudget: number): Promise<number> {
       // One statement, not a transaction of several: no pooled connection is held between statements, where a
       // server going away would be an error with no query to take it. The lock is the statement's own.
       const { rows } = await db.query<{ moved: number; zero_namespaces: string[]; zero_terms: string[]; empty_namespaces: string[] }>(
@@ -61,11 +64,18 @@ export function createTermStatistics(db: Queryable) {
          taken AS (
            -- ARRAY(…) runs the claim once; as IN (…) the planner may rerun it for every backlog row.
            DELETE FROM term_backlog WHERE (SELECT ok FROM locked)
-             AND id = ANY(ARRAY(SELECT id FROM term_backlog LIMIT $1 FOR UPDATE SKIP LOCKED))
+             AND id = ANY(ARRAY(
+               SELECT id FROM (SELECT id, sum(len) OVER (ORDER BY id ROWS UNBOUNDED PRECEDING) - len AS before
+                 FROM (SELECT b.id, coalesce(length(m.search_terms), 0) AS len FROM term_backlog b LEFT JOIN memories m ON m.id = b.id
+                       LIMIT $1 FOR UPDATE OF b SKIP LOCKED) AS claimed) AS running
+               WHERE before < $3))
            RETURNING id),
          removed AS (
            DELETE FROM term_removals WHERE (SELECT ok FROM locked)
-             AND id = ANY(ARRAY(SELECT id FROM term_removals LIMIT $1 FOR UPDATE SKIP LOCKED))
+             AND id = ANY(ARRAY(
+               SELECT id FROM (SELECT id, sum(len) OVER (ORDER BY id ROWS UNBOUNDED PRECEDING) - len AS before
+                 FROM (SELECT id, length(search_terms) AS len FROM term_removals LIMIT $1 FOR UPDATE SKIP LOCKED) AS claimed) AS running
+               WHERE before < $3))
            RETURNING namespace, search_terms),
          changes AS (
            SELECT m.namespace, m.search_terms, 1 AS sign FROM taken JOIN memories m ON m.id = taken.id
@@ -86,7 +96,7 @@ export function createTermStatistics(db: Queryable) {
                 ARRAY(SELECT namespace FROM by_term WHERE memories <= 0 ORDER BY namespace, term) AS zero_namespaces,
                 ARRAY(SELECT term FROM by_term WHERE memories <= 0 ORDER BY namespace, term) AS zero_terms,
                 ARRAY(SELECT namespace FROM by_namespace WHERE memories <= 0) AS empty_namespaces`,
-        [limit, FOLD_LOCK_KEY]
+        [limit, FOLD_LOCK_KEY, termBudget]
       )
       const row = rows[0]
       // Counters at zero are dropped afterwards; one a later fold raised again is kept (the delete rechecks it).

@@ -76,7 +76,7 @@ for (const backend of backends()) {
       let folding = true
       const folds = (async () => {
         let moved = 0
-        while (folding) moved += await statistics.fold(7)
+        while (folding) moved += await statistics.fold(7, 40)
         return moved
       })()
       for (let round = 0; round < 6; round++) {
@@ -97,7 +97,7 @@ for (const backend of backends()) {
         assert.ok(Math.abs(read.averageLength - terms / memories) < 1e-9, `${namespace} average length`)
         for (const word of words) assert.equal(read.frequencies.get(word), expected.terms.get(`${namespace}/${word}`) ?? 0, `${namespace}/${word}`)
       }
-      while ((await statistics.fold(1000)) > 0);
+      while ((await statistics.fold(1000, 1_000_000)) > 0);
       assert.equal(await statistics.backlog(), 0)
       assert.deepEqual(await counters(store.db), expected)
     })
@@ -118,14 +118,30 @@ for (const backend of backends()) {
       }
     })
 
+    test('a fold stops at its term budget, but always takes one memory: long texts of unique tokens are counted a few at a time', async () => {
+      await store.reset()
+      const statistics = createTermStatistics(store.db)
+      // 300 distinct terms each, past a budget of 250: one memory per fold, on both sides.
+      const long = (n: number) => Array.from({ length: 300 }, (_, i) => `w${n}x${i}`).join(' ')
+      const ids = await save([0, 1, 2].map((n) => ({ namespace: 'long', content: long(n) })))
+      assert.deepEqual([await statistics.fold(100, 250), await statistics.fold(100, 250), await statistics.fold(100, 250), await statistics.fold(100, 250)], [1, 1, 1, 0])
+      assert.deepEqual((await counters(store.db)).namespaces.get('long'), [3, 900])
+      for (const id of ids.slice(0, 2)) assert.equal((await app.inject({ method: 'DELETE', url: `/v1/memories/${id}` })).statusCode, 204)
+      assert.deepEqual([await statistics.fold(100, 250), await statistics.fold(100, 250), await statistics.fold(100, 250)], [1, 1, 0])
+      assert.deepEqual(await counters(store.db), await recount(store.db))
+      // Short memories share one fold up to the budget.
+      await save(Array.from({ length: 10 }, (_, i) => ({ namespace: 'short', content: `alpha beta ${i}` })))
+      assert.equal(await statistics.fold(100, 12), 4)
+    })
+
     test('deleting a whole namespace leaves no counter behind', async () => {
       await store.reset()
       const statistics = createTermStatistics(store.db)
       await save([{ namespace: 'gone', content: 'ledger export' }, { namespace: 'kept', content: 'ledger page' }])
-      await statistics.fold(100)
+      await statistics.fold(100, 1_000_000)
       const res = await app.inject({ method: 'DELETE', url: '/v1/memories?namespace=gone' })
       assert.equal(res.json().deleted, 1)
-      await statistics.fold(100)
+      await statistics.fold(100, 1_000_000)
       const { terms, namespaces } = await counters(store.db)
       assert.deepEqual([...namespaces.keys()], ['kept'])
       assert.deepEqual([...terms.keys()].sort(), ['kept/ledger', 'kept/page'])

@@ -28,6 +28,8 @@ const PGLITE_MAX_INDEX_BATCH = 16
  * thread, so they come less often there and are not hurried by saves (recall counts what waits meanwhile).
  */
 const TERM_FOLD_BATCH = { postgres: 5_000, pglite: 500 }
+/** Terms one fold counts at most: a statement's time follows its terms (BENCHMARKS.md, "Large bodies and the event loop"). */
+const TERM_FOLD_BUDGET = { postgres: 20_000, pglite: 5_000 }
 const TERM_FOLD_INTERVAL_MS = { postgres: 1_000, pglite: 5_000 }
 
 /** Save and recall over the store: binds the embedder to the stored vectors, then serves, indexes and backfills. */
@@ -59,6 +61,7 @@ export default fp<{ backfill?: boolean; vectorIndexer?: boolean; termStatisticsF
       statistics: createTermStatistics(db),
       log: fastify.log,
       batchSize: TERM_FOLD_BATCH[db.kind],
+      termBudget: TERM_FOLD_BUDGET[db.kind],
       intervalMs: TERM_FOLD_INTERVAL_MS[db.kind]
     })
     fastify.decorate('termStatisticsFolder', termStatisticsFolder)
