@@ -32,7 +32,7 @@ function webRequest(request: FastifyRequest): Request {
  * instance, so any replica answers any request), for the 2026-07-28 revision and the 2025 ones before it.
  */
 const mcp: FastifyPluginAsyncTypebox = async (fastify) => {
-  const serverFor = createMcpServerFactory({ memories: fastify.memories, metrics: fastify.metrics })
+  const serverFor = createMcpServerFactory({ memories: fastify.memories, metrics: fastify.metrics, outages: fastify.outages })
   const handler = createMcpHandler(({ authInfo }) => serverFor(callerOf(authInfo)), {
     onerror: (error) => fastify.log.debug({ err: error }, 'MCP request refused')
   })

@@ -1,5 +1,6 @@
 import type { FastifyBaseLogger } from 'fastify'
-import { failureFields, isDependencyFailure } from '../classify-failure.js'
+import { isDependencyFailure } from '../classify-failure.js'
+import { createRoundFailures } from '../round-failures.js'
 import { normalizeText } from '../memory/normalize.js'
 import type { RecallHit } from '../memory/memory-schemas.js'
 import type { Injection, InjectionStore, TracedHit } from './injection-store.js'
@@ -42,6 +43,8 @@ export function createInjectionLog(options: InjectionLogOptions): InjectionLog {
   const retryDelayMs = options.retryDelayMs ?? 5_000
   let pending: Injection[] = []
   let writing: Promise<void> | undefined
+  const pruneFailures = createRoundFailures(log, 'pruning the injection log', 'injection log not pruned; next round tries again')
+  const writeFailures = createRoundFailures(log, 'writing injection traces', 'injection traces not written; kept for retry')
   let retryTimer: NodeJS.Timeout | undefined
   const pruneEvery = Math.max(1, Math.min(PRUNE_EVERY_ROWS, Math.ceil(options.maxRows / 10)))
   let writtenSincePrune = 0
@@ -52,8 +55,9 @@ export function createInjectionLog(options: InjectionLogOptions): InjectionLog {
     writtenSincePrune = 0
     try {
       await store.prune(options.maxRows, options.maxAgeMs)
+      pruneFailures.succeeded()
     } catch (error) {
-      log.warn(failureFields(error), 'injection log not pruned; next round tries again')
+      pruneFailures.failed(error)
       writtenSincePrune = pruneEvery
     }
   }
@@ -65,6 +69,7 @@ export function createInjectionLog(options: InjectionLogOptions): InjectionLog {
       pending = []
       try {
         await store.insertMany(round)
+        writeFailures.succeeded()
       } catch (error) {
         // A round the store refuses for what it holds would be refused forever: it is dropped, not retried.
         if (!isDependencyFailure(error)) {
@@ -77,7 +82,7 @@ export function createInjectionLog(options: InjectionLogOptions): InjectionLog {
           dropped += pending.length - MAX_PENDING
           pending = pending.slice(-MAX_PENDING)
         }
-        log.warn({ ...failureFields(error), waiting: pending.length, dropped }, 'injection traces not written; kept for retry')
+        writeFailures.failed(error, { waiting: pending.length, dropped })
         if (!closed && retryTimer === undefined) {
           retryTimer = setTimeout(() => {
             retryTimer = undefined

@@ -1,5 +1,5 @@
 import type { FastifyBaseLogger } from 'fastify'
-import { failureFields } from '../classify-failure.js'
+import { createRoundFailures } from '../round-failures.js'
 import type { SaveSpool } from './save-spool.js'
 
 /**
@@ -60,6 +60,7 @@ export function createSaveRetryBuffer<T>(options: SaveRetryBufferOptions<T>): Sa
   let closed = false
   const outcome = (what: RetryOutcome, count = 1) => options.onOutcome?.(what, count)
   let spoolFailureLogged = false
+  const retryFailures = createRoundFailures(options.log, 'retrying hook saves', 'hook save retry failed; will retry')
 
   interface Entry {
     item: T
@@ -139,11 +140,12 @@ export function createSaveRetryBuffer<T>(options: SaveRetryBufferOptions<T>): Sa
         await options.save(head.item)
         saved++
         outcome('saved')
+        retryFailures.succeeded()
         delayMs = initialDelayMs
       } catch (error) {
         if (options.isRetryable(error)) {
           delayMs = Math.min(delayMs * 2, maxDelayMs)
-          options.log.warn({ ...failureFields(error), waiting: items.length, retry_in_ms: delayMs }, 'hook save retry failed; will retry')
+          retryFailures.failed(error, { waiting: items.length, retry_in_ms: delayMs })
           return saved
         }
         options.log.error({ err: error }, 'hook save rejected on retry; dropped')

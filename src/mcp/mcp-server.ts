@@ -1,4 +1,6 @@
 import { ProtocolError, ProtocolErrorCode, Server, type CallToolResult } from '@modelcontextprotocol/server'
+import { classifyFailure } from '../classify-failure.js'
+import type { DependencyOutages } from '../dependency-outages.js'
 import { validationError } from '../errors.js'
 import { describeValidation, toErrorReply } from '../http-errors.js'
 import type { MemoryService } from '../memory/memory-service.js'
@@ -29,7 +31,7 @@ export const toolError = (text: string): CallToolResult => ({ content: [{ type: 
  * REST routes' own validator gives the same messages as the REST API and lets every call, valid or not, be
  * counted and timed in one place.
  */
-export function createMcpServerFactory(deps: { memories: MemoryService; metrics: SageMetrics }) {
+export function createMcpServerFactory(deps: { memories: MemoryService; metrics: SageMetrics; outages?: DependencyOutages }) {
   const { memories, metrics } = deps
   const tools = new Map(
     MCP_TOOLS.map((tool) => [tool.name, { tool, validate: validatorCompiler({ schema: tool.inputSchema, httpPart: 'body', method: 'POST', url: '/mcp' }) }])
@@ -51,7 +53,12 @@ export function createMcpServerFactory(deps: { memories: MemoryService; metrics:
     } catch (error) {
       const reply = toErrorReply(error)
       outcome = outcomeOf(reply.statusCode)
-      if (outcome === 'error') caller.log.error({ err: error, tool: name }, 'MCP tool call failed')
+      const failure = classifyFailure(error)
+      // A dependency's trouble is counted in its outage, which logs it once, as the REST routes' 503s are.
+      if (failure.kind === 'dependency') {
+        deps.outages?.refused(failure.dependency, failure.reason)
+        caller.log.debug({ tool: name, dependency: failure.dependency, message: reply.message }, 'MCP tool call refused: a dependency is down or busy')
+      } else if (outcome === 'error') caller.log.error({ err: error, tool: name }, 'MCP tool call failed')
       else caller.log.warn({ tool: name, code: reply.code, message: reply.message }, 'MCP tool call refused')
       const retryAfter = reply.headers['retry-after']
       return toolError(retryAfter ? `${reply.message} (retry in ${retryAfter} s)` : reply.message)

@@ -2,7 +2,7 @@ import type { FastifyBaseLogger } from 'fastify'
 import type { Embedder } from '../embedder/embedder.js'
 import type { SageMetrics } from '../metrics/sage-metrics.js'
 import type { MemoryStore } from './memory-store.js'
-import { failureFields } from '../classify-failure.js'
+import { createRoundFailures } from '../round-failures.js'
 
 export interface BackfillOptions {
   store: Pick<MemoryStore, 'unembedded' | 'countUnembedded' | 'setEmbeddings'>
@@ -21,6 +21,7 @@ export interface BackfillOptions {
  */
 export function createEmbeddingBackfill(options: BackfillOptions) {
   const { store, embedder, metrics, log } = options
+  const failures = createRoundFailures(log, 'the embedding backfill', 'backfill round failed; retrying later')
   let timer: NodeJS.Timeout | undefined
   let running: Promise<number> | undefined
   let stopped = false
@@ -53,8 +54,11 @@ export function createEmbeddingBackfill(options: BackfillOptions) {
     if (stopped) return
     timer = setTimeout(() => {
       runOnce()
-        .then((n) => n > 0 && log.info({ embedded: n }, 'backfill embedded memories saved without a vector'))
-        .catch((error: unknown) => log.warn(failureFields(error), 'backfill round failed; retrying later'))
+        .then((n) => {
+          failures.succeeded()
+          if (n > 0) log.info({ embedded: n }, 'backfill embedded memories saved without a vector')
+        })
+        .catch((error: unknown) => failures.failed(error))
         .finally(schedule)
     }, options.intervalMs)
     timer.unref()

@@ -1,6 +1,6 @@
 import type { FastifyBaseLogger } from 'fastify'
 import type { Queryable } from '../db/database.js'
-import { failureFields } from '../classify-failure.js'
+import { createRoundFailures } from '../round-failures.js'
 
 /**
  * Saves and recalls per namespace over the last day, for the overview. Counting in the database on every save
@@ -53,6 +53,8 @@ export function createNamespaceActivity(db: Queryable, log: FastifyBaseLogger): 
     bucket.last_at = new Date(now).toISOString()
   }
 
+  const failures = createRoundFailures(log, 'writing namespace activity', 'namespace activity not written; kept for the next round')
+
   async function write(): Promise<void> {
     if (buckets.size === 0) return
     const round = buckets
@@ -67,6 +69,7 @@ export function createNamespaceActivity(db: Queryable, log: FastifyBaseLogger): 
         [JSON.stringify([...round.values()])]
       )
       await db.query('DELETE FROM namespace_activity WHERE hour < $1', [new Date(Date.now() - KEEP_MS)])
+      failures.succeeded()
     } catch (error) {
       // Counted again into what came meanwhile; the next round writes both.
       for (const [key, bucket] of round) {
@@ -78,7 +81,7 @@ export function createNamespaceActivity(db: Queryable, log: FastifyBaseLogger): 
           if (bucket.last_at > now.last_at) now.last_at = bucket.last_at
         }
       }
-      log.warn(failureFields(error), 'namespace activity not written; kept for the next round')
+      failures.failed(error)
     }
   }
 

@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { FastifyBaseLogger } from 'fastify'
 import type { TermStatistics } from './term-statistics.js'
-import { failureFields } from '../classify-failure.js'
+import { createRoundFailures } from '../round-failures.js'
 
 export interface TermStatisticsFolderOptions {
   statistics: Pick<TermStatistics, 'fold'>
@@ -25,6 +25,7 @@ const RETRY_MS = 2_000
  */
 export function createTermStatisticsFolder(options: TermStatisticsFolderOptions) {
   const { statistics, log } = options
+  const failures = createRoundFailures(log, 'folding term statistics', 'folding term statistics failed; retrying')
   let stopped = true
   let loop: Promise<void> | undefined
   /** Aborted to end the current wait early (a poke, or stop). */
@@ -52,9 +53,10 @@ export function createTermStatisticsFolder(options: TermStatisticsFolderOptions)
       let delay = options.intervalMs
       try {
         await drain()
+        failures.succeeded()
       } catch (error) {
         if (stopped) return
-        log.warn(failureFields(error), 'folding term statistics failed; retrying')
+        failures.failed(error)
         delay = RETRY_MS
       }
       if (!stopped) await pause(delay)

@@ -1,7 +1,7 @@
 import type { FastifyBaseLogger } from 'fastify'
 import type { SageMetrics } from '../metrics/sage-metrics.js'
 import type { VectorBacklog } from './vector-backlog.js'
-import { failureFields } from '../classify-failure.js'
+import { createRoundFailures } from '../round-failures.js'
 
 export interface VectorIndexerOptions {
   backlog: VectorBacklog
@@ -57,6 +57,7 @@ const ARRIVAL_WINDOW_MS = 1_000
  */
 export function createVectorIndexer(options: VectorIndexerOptions) {
   const { backlog, metrics, log } = options
+  const failures = createRoundFailures(log, 'vector indexing', 'vector indexing round failed; the vectors stay in the backlog, searched exactly, and the next round retries')
   let stopped = true
   let loop: Promise<void> | undefined
   let wake: (() => void) | undefined
@@ -194,6 +195,7 @@ export function createVectorIndexer(options: VectorIndexerOptions) {
         poked = false
         await drain(() => !stopped, yieldMs > 0)
         await sweepWhenDue()
+        failures.succeeded()
         if (stopped) break
         if (!poked) {
           idle = true
@@ -204,7 +206,7 @@ export function createVectorIndexer(options: VectorIndexerOptions) {
       } catch (error) {
         idle = false
         if (stopped) break
-        log.warn(failureFields(error), 'vector indexing round failed; the vectors stay in the backlog, searched exactly, and the next round retries')
+        failures.failed(error)
         await sleep(RETRY_MS)
       }
     }

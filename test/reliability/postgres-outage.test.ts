@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict'
 import { describe, test } from 'node:test'
+import { callTool, mcpClient, textOf } from '../support/mcp-client.js'
 import { createPostgresCluster, postgresClusterAvailable } from '../support/postgres-cluster.js'
 import { mixedRequest, startMixedLoad, unexpected } from '../support/mixed-load.js'
 import { startSage } from '../support/sage-process.js'
@@ -29,6 +30,13 @@ describe('the service over a Postgres that crashes, freezes or is not there yet'
     await cluster.stop('immediate')
     const downSince = Date.now()
     await waitFor('requests refused while Postgres is down', () => load.results.some((r) => r.at > downSince && r.status === 503))
+    // An agent's recall over MCP meets the same outage: a tool error that says when to retry, counted in the outage.
+    const mcp = await mcpClient(t, `${sage.url}/mcp`)
+    const refusedBefore = Number((await (await fetch(`${sage.url}/metrics`)).text()).match(/sage_dependency_refused_total\{dependency="database"\} (\d+)/)?.[1] ?? 0)
+    let mcpAnswer: Awaited<ReturnType<typeof callTool>> | undefined
+    for (let i = 0; i < 3; i++) mcpAnswer = await callTool(mcp, 'recall', { query: 'deploy pipeline', namespace: 'load' })
+    assert.equal(mcpAnswer?.isError, true)
+    assert.match(textOf(mcpAnswer!), /retry in \d+ s/)
     // Long enough for every background worker to meet the outage (the folder, the indexer, the hook retries).
     await new Promise((resolve) => setTimeout(resolve, 3_000))
     await cluster.start()
@@ -53,6 +61,13 @@ describe('the service over a Postgres that crashes, freezes or is not there yet'
     const metrics = await (await fetch(`${sage.url}/metrics`)).text()
     assert.match(metrics, /sage_dependency_up\{dependency="database"\} 1/)
     assert.match(metrics, /sage_dependency_refused_total\{dependency="database"\} [1-9]/)
+    assert.ok(Number(metrics.match(/sage_dependency_refused_total\{dependency="database"\} (\d+)/)?.[1]) >= refusedBefore + 3, 'the MCP refusals are counted')
+    assert.doesNotMatch(sage.output(), /"msg":"MCP tool call refused"/)
+    // Background loops say it once an outage, and once when they work again, not every round.
+    for (const message of ['folding term statistics failed', 'vector indexing round failed', 'hook save retry failed']) {
+      const lines = sage.output().split('\n').filter((line) => line.includes(`"msg":"${message}`))
+      assert.ok(lines.length <= 1, lines.join('\n'))
+    }
   })
 
   test('started while Postgres is down: it serves (/health 200, /health/ready 503, data 503 with Retry-After), then migrates and serves once Postgres is up', async (t) => {
