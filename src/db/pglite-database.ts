@@ -1,78 +1,137 @@
-import { mkdir } from 'node:fs/promises'
-import { setImmediate as nextTurn } from 'node:timers/promises'
-import { PGlite, type SerializerOptions, type Transaction } from '@electric-sql/pglite'
-import { vector } from '@electric-sql/pglite-pgvector'
-import { BINARY_ARRAY_OIDS } from './array-params.js'
+import { Worker } from 'node:worker_threads'
 import type { Database, Queryable, QueryResult } from './database.js'
+import type { PgliteReply, PgliteRequest, PgliteWorkerData, SentError } from './pglite-worker.js'
+
+/** Compiled, the worker is the .js beside this file. */
+const WORKER_URL = new URL('./pglite-worker.js', import.meta.url)
+
+/** Run from source (through tsx), the worker is the .ts, which a thread loads only after registering tsx itself. */
+function newWorker(workerData: PgliteWorkerData): Worker {
+  if (!import.meta.url.endsWith('.ts')) return new Worker(WORKER_URL, { workerData })
+  const source = new URL('./pglite-worker.ts', import.meta.url).href
+  const bootstrap = `import(${JSON.stringify(import.meta.resolve('tsx/esm/api'))}).then(({ register }) => { register(); return import(${JSON.stringify(source)}) })`
+  return new Worker(bootstrap, { eval: true, workerData })
+}
+
+/** Postgres's SQLSTATE for a connection that failed: the worker thread is the embedded store's one connection. */
+const CONNECTION_FAILURE = '08006'
+
+/** Distributes a request without its `id`, which the sender adds. */
+type Unsent<T> = T extends unknown ? Omit<T, 'id'> : never
+
+/** An error of the worker's rebuilt here with its fields, so classify-failure.ts reads its `code` as it would in one thread. */
+function received(sent: SentError): Error {
+  const error = Object.assign(new Error(sent.message), sent.fields)
+  error.name = sent.name
+  if (sent.stack) error.stack = sent.stack
+  return error
+}
+
+function storeGone(message: string): Error {
+  return Object.assign(new Error(message), { code: CONNECTION_FAILURE })
+}
+
+/** The embedded store and the worker thread it runs in, for a test that needs to end the thread under it. */
+export interface PgliteWorker {
+  database: Database
+  worker: Worker
+}
 
 /**
- * The embedded store: Postgres compiled to WebAssembly, in this process, persisted under `dataDir`
- * (or in memory when `dataDir` is undefined). It runs one statement at a time, so "pool" figures are fixed.
+ * The embedded store: Postgres compiled to WebAssembly, persisted under `dataDir` (or in memory when `dataDir` is
+ * undefined). PGlite works synchronously, so it runs in a worker thread (pglite-worker.ts), where a 10 MB batch
+ * never holds up the event loop; each statement crosses to it and back by message. It runs one statement at a time,
+ * so "pool" figures are fixed. A worker that dies fails every statement waiting on it and every later one, as a
+ * lost connection (code 08006), which the service answers with 503 rather than ending.
  */
-export async function createPgliteDatabase(dataDir: string | undefined): Promise<Database> {
-  if (dataDir) await mkdir(dataDir, { recursive: true })
-  const db = await PGlite.create(dataDir, { extensions: { vector } })
-  await db.exec('SET hnsw.iterative_scan = relaxed_order; SET hnsw.ef_search = 100')
+export async function openPgliteWorker(dataDir: string | undefined): Promise<PgliteWorker> {
+  const worker = newWorker({ dataDir })
+  const pending = new Map<number, { resolve(result: unknown): void; reject(error: Error): void }>()
+  let nextId = 1
+  let gone: Error | undefined
+  let closing: Promise<void> | undefined
 
-  /**
-   * PGlite turns a parameter into text through the serializer of its type, falling back to toString(), so a
-   * Buffer (a vector, or an array of text, uuid or timestamptz, in binary: see vector-param.ts and array-params.ts)
-   * needs a serializer that passes bytes through for those types; the wire protocol then sends it as binary. Any
-   * other value of those types still goes through PGlite's own serializer. The vector oids are read once, through
-   * the caller's `target`: inside a transaction, a query on the store itself would wait for the transaction to end.
-   */
-  let binarySerializers: SerializerOptions | undefined
-  async function serializersFor(target: PGlite | Transaction, params: readonly unknown[]): Promise<{ serializers: SerializerOptions } | undefined> {
-    if (!params.some((param) => param instanceof Uint8Array)) return undefined
-    if (!binarySerializers) {
-      const { rows } = await target.query<{ oid: number; typarray: number }>("SELECT oid::int8 AS oid, typarray::int8 AS typarray FROM pg_type WHERE oid = 'vector'::regtype")
-      const oids = [...rows.flatMap((row) => [Number(row.oid), Number(row.typarray)]), ...BINARY_ARRAY_OIDS]
-      binarySerializers = Object.fromEntries(oids.map((oid) => {
-        const own = db.serializers[oid]
-        return [oid, (value: unknown) => (value instanceof Uint8Array ? value : own ? own(value) : String(value)) as string]
-      }))
-    }
-    return { serializers: binarySerializers }
+  let opened!: { resolve(): void; reject(error: Error): void }
+  const ready = new Promise<void>((resolve, reject) => (opened = { resolve, reject }))
+
+  /** Held only while an answer is awaited: idle, the thread keeps no process alive, as PGlite in one thread did not. */
+  const hold = () => (pending.size > 0 ? worker.ref() : worker.unref())
+
+  const fail = (error: Error) => {
+    gone ??= error
+    opened.reject(gone)
+    for (const call of pending.values()) call.reject(gone)
+    pending.clear()
+    hold()
+  }
+  worker.on('message', (reply: PgliteReply) => {
+    if (reply.type === 'ready') return opened.resolve()
+    if (reply.type === 'unopenable') return fail(received(reply.error))
+    const call = pending.get(reply.id)
+    if (!call) return
+    pending.delete(reply.id)
+    hold()
+    if (reply.type === 'done') call.resolve(reply.result)
+    else call.reject(received(reply.error))
+  })
+  worker.on('error', (error) => fail(storeGone(`the embedded store's worker thread failed: ${error.message}`)))
+  worker.on('exit', (code) => fail(storeGone(closing ? 'the embedded store is closed' : `the embedded store's worker thread exited (code ${code})`)))
+
+  const send = <T>(request: Unsent<PgliteRequest>): Promise<T> => {
+    if (gone) return Promise.reject(gone)
+    if (closing && request.type !== 'close') return Promise.reject(storeGone('the embedded store is closed'))
+    const id = nextId++
+    const answer = new Promise<T>((resolve, reject) => pending.set(id, { resolve: resolve as (result: unknown) => void, reject }))
+    worker.postMessage({ ...request, id })
+    hold()
+    return answer
   }
 
-  /**
-   * PGlite runs a statement synchronously and settles its promise as a microtask, so a loop of awaited statements
-   * (the vector indexer's drain, a backfill, an import) never lets the event loop take a request or fire a timer:
-   * 8,000 statements a second with not one 1 ms timer firing, measured. Each statement ends with a turn of the event
-   * loop, so the service keeps answering while the embedded store works.
-   */
-  const wrap = (target: PGlite | Transaction): Queryable => ({
-    async query<R>(sql: string, params: readonly unknown[] = []): Promise<QueryResult<R>> {
-      try {
-        const result = await target.query<R>(sql, params as unknown[], await serializersFor(target, params))
-        return { rows: result.rows, rowCount: result.affectedRows ?? result.rows.length }
-      } finally {
-        await nextTurn()
-      }
-    },
-    async exec(sql: string): Promise<void> {
-      try {
-        await target.exec(sql)
-      } finally {
-        await nextTurn()
-      }
-    }
+  const on = (tx: number | undefined): Queryable => ({
+    query: <R>(sql: string, params: readonly unknown[] = []) => send<QueryResult<R>>({ type: 'query', sql, params: [...params], tx }),
+    exec: (sql: string) => send<void>({ type: 'exec', sql, tx })
   })
-  const root = wrap(db)
-  let closed = false
+  const root = on(undefined)
 
-  return {
+  try {
+    await ready
+  } catch (error) {
+    await worker.terminate()
+    throw error
+  }
+  hold()
+
+  const database: Database = {
     kind: 'pglite',
     query: root.query,
     exec: root.exec,
-    transaction: (work) => db.transaction((tx) => work(wrap(tx))),
+    async transaction<T>(work: (tx: Queryable) => Promise<T>): Promise<T> {
+      const tx = await send<number>({ type: 'begin' })
+      let result: T
+      try {
+        result = await work(on(tx))
+      } catch (error) {
+        // The rollback's own failure (the thread gone) says less than what made `work` throw.
+        await send({ type: 'end', tx, commit: false }).catch(() => undefined)
+        throw error
+      }
+      await send({ type: 'end', tx, commit: true })
+      return result
+    },
     // PGlite has one connection and Sage uses withConnection only at start (migrations), before serving.
     withConnection: (work) => work(root),
     poolStats: () => ({ total: 1, idle: 1, waiting: 0 }),
-    async close() {
-      if (closed) return
-      closed = true
-      await db.close()
+    close() {
+      closing ??= (async () => {
+        if (!gone) await send({ type: 'close' }).catch(() => undefined)
+        await worker.terminate()
+      })()
+      return closing
     }
   }
+  return { database, worker }
+}
+
+export async function createPgliteDatabase(dataDir: string | undefined): Promise<Database> {
+  return (await openPgliteWorker(dataDir)).database
 }

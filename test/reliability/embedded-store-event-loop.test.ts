@@ -1,0 +1,82 @@
+import assert from 'node:assert/strict'
+import { randomBytes } from 'node:crypto'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { get, request } from 'node:http'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { describe, test } from 'node:test'
+import { startProbe } from '../support/event-loop-probe.js'
+import { processStore } from '../support/process-store.js'
+import { startSage } from '../support/sage-process.js'
+
+const randomBase64 = (chars: number) => randomBytes(Math.ceil((chars * 3) / 4)).toString('base64').slice(0, chars)
+
+/** node:http, not fetch: fetch stops connecting after 10 s, and a stalled server (the failure under test) takes longer. */
+function post(url: string, body: string): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = request(url, { method: 'POST', headers: { 'content-type': 'application/json' } }, (res) => {
+      let text = ''
+      res.setEncoding('utf8').on('data', (chunk: string) => (text += chunk)).on('end', () => resolve({ status: res.statusCode ?? 0, body: text }))
+    })
+    req.on('error', reject)
+    req.end(body)
+  })
+}
+
+function read(url: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    get(url, (res) => {
+      let text = ''
+      res.setEncoding('utf8').on('data', (chunk: string) => (text += chunk)).on('end', () => resolve(text))
+    }).on('error', reject)
+  })
+}
+
+/** The service's own event-loop delay since the previous scrape (prom-client's histogram restarts at every scrape), in ms. */
+async function eventLoopDelay(url: string): Promise<{ p99: number; max: number }> {
+  const text = await read(`${url}/metrics`)
+  const seconds = (name: string) => {
+    const value = new RegExp(`^${name} (\\S+)$`, 'm').exec(text)?.[1]
+    assert.ok(value !== undefined, `/metrics has no ${name}`)
+    return Number(value) * 1000
+  }
+  return { p99: seconds('nodejs_eventloop_lag_p99_seconds'), max: seconds('nodejs_eventloop_lag_max_seconds') }
+}
+
+const percentile = (values: readonly number[], p: number) => [...values].sort((a, b) => a - b)[Math.max(0, Math.ceil((p / 100) * values.length) - 1)]!
+
+describe('the service as a process on the embedded store, under a 10 MB batch', () => {
+  // PGlite works synchronously; in the service's own thread a batch like this held the event loop for seconds.
+  test('the event loop stays free for other requests while the batch is saved', { timeout: 600_000 }, async (t) => {
+    const dataDir = await mkdtemp(join(tmpdir(), 'sage-embedded-event-loop-'))
+    t.after(() => rm(dataDir, { recursive: true, force: true }))
+    const store = await processStore({ store: 'pglite', dataDir })
+    // After the batch, the backfill and the term statistics take the new rows in statements of up to a minute here,
+    // which a shutdown waits out: a grace to match, so that the exit code speaks of the event loop alone.
+    const sage = await startSage({ ...store.env, RATE_LIMIT_MAX: '0', SHUTDOWN_GRACE_MS: '300000' }, 120_000)
+    try {
+      const batch = JSON.stringify({
+        items: Array.from({ length: 100 }, (_, i) => ({ namespace: 'event-loop', content: randomBase64(100_000), source_id: `batch-${i}` }))
+      })
+      await eventLoopDelay(sage.url)
+      const probe = startProbe(`${sage.url}/health`, 10)
+      const answer = await post(`${sage.url}/v1/memories/batch`, batch)
+      const delay = await eventLoopDelay(sage.url)
+      const health = await probe.stop()
+
+      assert.equal(answer.status, 201, answer.body.slice(0, 300))
+      const p99 = percentile(health, 99)
+      const figures = `service event-loop delay p99 ${delay.p99.toFixed(1)} ms, max ${delay.max.toFixed(1)} ms; ` +
+        `/health every 10 ms: ${health.length} probes, p99 ${p99.toFixed(1)} ms, max ${Math.max(...health).toFixed(1)} ms`
+      // The 50 ms target is the benchmark's to judge (BENCHMARKS.md); here, on 2 loaded cores, a margin. The delay
+      // measure has one sample per turn of the loop, so one long stall is one sample: the maximum catches it.
+      assert.ok(delay.p99 < 150, figures)
+      assert.ok(delay.max < 2_000, figures)
+      // Probes on a fixed schedule weigh a stall by its length: in one thread, the batch kept them waiting for seconds.
+      assert.ok(p99 < 2_000, figures)
+    } finally {
+      assert.equal(await sage.stop('SIGTERM'), 0, sage.output())
+      await store.drop()
+    }
+  })
+})
