@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises'
 import closeWithGrace from 'close-with-grace'
 import type { FastifyInstance } from 'fastify'
 import { buildApp } from './app.js'
@@ -6,6 +7,9 @@ import { createMetricsServer } from './metrics/metrics-server.js'
 import { checkExposure } from './security/check-exposure.js'
 
 export { LOOPBACK } from './security/check-exposure.js'
+
+/** How long an embedded store's statement under way may still take once the grace is over. */
+const EMBEDDED_CLOSE_WAIT_MS = 30_000
 
 /**
  * The process: builds the app, listens, and on SIGTERM/SIGINT stops accepting, finishes in-flight
@@ -32,10 +36,19 @@ export async function startServer(config: Config): Promise<FastifyInstance> {
     await app.close().catch(() => undefined)
     throw error
   }
-  closeWithGrace({ delay: config.SHUTDOWN_GRACE_MS, skip: ['SIGHUP'] }, async ({ signal, err }) => {
+  // The grace is Sage's own, not close-with-grace's: past it, the embedded store is closed between two statements
+  // before the process exits, never in the middle of one (a write cut short can leave its files unopenable).
+  closeWithGrace({ skip: ['SIGHUP'] }, async ({ signal, err }) => {
     if (err) app.log.error({ err }, 'shutting down after an unexpected error')
     else app.log.info({ signal }, 'shutting down')
-    await app.close()
+    const closed = app.close().then(() => true)
+    if (await Promise.race([closed, sleep(config.SHUTDOWN_GRACE_MS, false, { ref: false })])) return
+    app.log.error({ grace_ms: config.SHUTDOWN_GRACE_MS }, 'requests still running after SHUTDOWN_GRACE_MS; ending them')
+    if (app.db.kind === 'pglite') {
+      const stored = app.db.close().catch((error: unknown) => app.log.error({ err: error }, 'the embedded store did not close cleanly'))
+      await Promise.race([stored, sleep(EMBEDDED_CLOSE_WAIT_MS, undefined, { ref: false })])
+    }
+    process.exit(1)
   })
   // Warm before listening: once it answers, its first hook is as fast as the later ones.
   await app.ready()

@@ -79,7 +79,8 @@ export async function openPgliteWorker(dataDir: string | undefined): Promise<Pgl
 
   const send = <T>(request: Unsent<PgliteRequest>): Promise<T> => {
     if (gone) return Promise.reject(gone)
-    if (closing && request.type !== 'close') return Promise.reject(storeGone('the embedded store is closed'))
+    // Closing, a transaction may still roll back: PGlite closes only once it has ended.
+    if (closing && request.type !== 'close' && request.type !== 'end') return Promise.reject(storeGone('the embedded store is closed'))
     const id = nextId++
     const answer = new Promise<T>((resolve, reject) => pending.set(id, { resolve: resolve as (result: unknown) => void, reject }))
     worker.postMessage({ ...request, id })

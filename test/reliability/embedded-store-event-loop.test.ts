@@ -79,4 +79,30 @@ describe('the service as a process on the embedded store, under a 10 MB batch', 
       await store.drop()
     }
   })
+
+  test('a shutdown past its grace, mid-batch, closes the store between statements: the next start opens it, with the batch whole or absent', { timeout: 600_000 }, async (t) => {
+    const dataDir = await mkdtemp(join(tmpdir(), 'sage-embedded-grace-'))
+    t.after(() => rm(dataDir, { recursive: true, force: true }))
+    const store = await processStore({ store: 'pglite', dataDir })
+    try {
+      const sage = await startSage({ ...store.env, RATE_LIMIT_MAX: '0', SHUTDOWN_GRACE_MS: '200' }, 120_000)
+      const items = Array.from({ length: 30 }, (_, i) => ({ namespace: 'grace', content: randomBase64(100_000), source_id: `grace-${i}` }))
+      const answer = post(`${sage.url}/v1/memories/batch`, JSON.stringify({ items })).catch((error: Error) => ({ status: 0, body: error.message }))
+      // Into its statements: the batch's inserts take seconds on PGlite.
+      await new Promise((resolve) => setTimeout(resolve, 1_500))
+      assert.equal(await sage.stop('SIGTERM'), 1, sage.output())
+      assert.match(sage.output(), /requests still running after SHUTDOWN_GRACE_MS/)
+      await answer
+
+      const again = await startSage({ ...store.env, RATE_LIMIT_MAX: '0' }, 120_000)
+      try {
+        const stored = JSON.parse(await read(`${again.url}/v1/memories?namespace=grace&limit=100`)) as { items: unknown[] }
+        assert.ok(stored.items.length === 0 || stored.items.length === items.length, `${stored.items.length} of the batch's ${items.length} items stored`)
+      } finally {
+        assert.equal(await again.stop('SIGTERM'), 0, again.output())
+      }
+    } finally {
+      await store.drop()
+    }
+  })
 })
