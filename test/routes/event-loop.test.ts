@@ -43,8 +43,9 @@ for (const backend of backends()) {
   describe(`large legal bodies and the event loop on ${backend.name}`, () => {
     const suite = useListeningApp(backend, { RATE_LIMIT_MAX: 0 }, { backfill: false, vectorIndexer: false, termStatisticsFolder: false })
 
-    // On PGlite too: it runs in a worker thread of its own (src/db/pglite-worker.ts).
-    test('10 MB batches and hook bodies as large as allowed leave the event loop free for other requests', { timeout: 900_000 }, async () => {
+    // On PGlite the same batch takes minutes to insert; test/reliability/embedded-store-event-loop.test.ts covers it there.
+    const skip = backend.name === 'pglite' && 'covered for the embedded store by test/reliability/embedded-store-event-loop.test.ts'
+    test('10 MB batches and hook bodies as large as allowed leave the event loop free for other requests', { skip, timeout: 600_000 }, async () => {
       const { url } = suite
       const batch = (n: number) => JSON.stringify({
         items: Array.from({ length: 100 }, (_, i) => ({ namespace: 'event-loop', content: randomBase64(100_000), source_id: `batch-${n}-${i}` }))
