@@ -38,10 +38,10 @@ export interface CandidateRow extends Memory {
 }
 
 /**
- * Memories holding a common term are read newest first, this many at most per source, and scored: ranking every
- * one of tens of thousands (a word in a third of 100,000 memories) is what made text recall slow.
+ * For common terms, this many of the namespace's newest memories are read, in order, and those holding any scored:
+ * finding the memories that hold them among tens of thousands (a word in a third of 100,000) is what made recall slow.
  */
-export const COMMON_TERM_SCAN = 1_000
+export const COMMON_TERM_SCAN = 2_000
 
 /** The recall's filters over the memories read as `m`, their values appended to `values`; the namespace always. */
 function recallConditions(params: Pick<RecallParams, 'namespace' | 'sessionId' | 'filter'>, values: unknown[]): string {
@@ -177,14 +177,16 @@ export function createRecallQuery(db: Queryable, dimension: number) {
               ORDER BY ${bm25('m')} DESC, m.created_at DESC LIMIT ${limit}`)
           }
           if (common.length > 0) {
-            // Common terms: the newest memories holding all of them, and those holding any, each ranked by BM25. This
-            // also answers when the selective terms match nothing (a typo).
-            const newestScored = (query: string) => `SELECT s.id FROM (
-                SELECT m.id, m.search_terms, m.created_at FROM memories m WHERE ${conditions} AND m.search_terms @@ ${query}
+            // Common terms: the namespace's newest memories are scored, a fixed stretch of them read in order whatever
+            // the terms' frequencies; the newest holding any also answer when that stretch holds too few (a typo).
+            const anyCommon = `to_tsquery('simple', $${values.push(tsqueryOf(common, ' | '))})`
+            parts.push(`SELECT s.id FROM (
+                SELECT m.id, m.search_terms, m.created_at FROM memories m WHERE ${conditions}
                 ORDER BY m.created_at DESC LIMIT ${COMMON_TERM_SCAN}) AS s
-              ORDER BY ${bm25('s')} DESC, s.created_at DESC LIMIT ${limit}`
-            if (common.length > 1) parts.push(newestScored(`to_tsquery('simple', $${values.push(tsqueryOf(common, ' & '))})`))
-            parts.push(newestScored(`to_tsquery('simple', $${values.push(tsqueryOf(common, ' | '))})`))
+              WHERE s.search_terms @@ ${anyCommon}
+              ORDER BY ${bm25('s')} DESC, s.created_at DESC LIMIT ${limit}`)
+            parts.push(`SELECT m.id FROM memories m WHERE ${conditions} AND m.search_terms @@ ${anyCommon}
+              ORDER BY m.created_at DESC LIMIT ${limit}`)
           }
           return {
             sources: `c AS MATERIALIZED (${parts.map((part) => `(${part})`).join(' UNION ')})`,
