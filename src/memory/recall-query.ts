@@ -112,8 +112,9 @@ export function createRecallQuery(db: Queryable, dimension: number) {
     async candidates(params: RecallParams): Promise<CandidateRow[]> {
       const useVector = params.mode !== 'text' && params.vector !== undefined
       if (params.mode === 'vector' && !useVector) return []
-      // Text candidates serve the vector mode too: ranked by exact distance, they catch neighbours the graph missed.
-      const useText = params.terms.length > 0
+      // Text candidates serve the vector mode too: ranked by exact distance, they catch neighbours the graph missed
+      // (an exact search misses none).
+      const useText = params.terms.length > 0 && !(params.mode === 'vector' && params.exact)
       if (!useVector && !useText) return []
       const limit = Math.trunc(params.candidates)
 

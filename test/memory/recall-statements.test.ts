@@ -81,3 +81,23 @@ test('a filter that few memories pass is searched exactly, whatever the namespac
     .recall({ namespace: 'big', mode: 'vector', k: 5, vector: [1, 0, 0, 0], terms: [], filter: { role: ['user'] } })
   assert.deepEqual(broad.vectorSources, ['graph'])
 })
+
+test('vector mode sends the text statement only when it searches the graph: an exact search misses no neighbour', async () => {
+  const sent: string[] = []
+  const db = {
+    async query<R>(sql: string): Promise<QueryResult<R>> {
+      sent.push(sql.includes('to_tsquery') ? 'text' : sql.includes('memory_vectors') ? 'graph' : 'exact')
+      return { rows: [], rowCount: 0 }
+    },
+    async exec() {}
+  }
+  const query = createRecallQuery(db, 4)
+  await query.candidates({ ...params, mode: 'vector', exact: true })
+  assert.deepEqual(sent, ['exact'])
+  sent.length = 0
+  await query.candidates({ ...params, mode: 'vector', exact: false })
+  assert.deepEqual(sent.sort(), ['graph', 'text'])
+  sent.length = 0
+  await query.candidates({ ...params, mode: 'hybrid', exact: true })
+  assert.deepEqual(sent.sort(), ['exact', 'text'])
+})
