@@ -105,6 +105,7 @@ export function createRecall(db: Database, dimension: number, options: RecallOpt
         weights,
         averageLength: stats.averageLength,
         selective: selectiveTerms(terms, stats),
+        k: request.k,
         candidates: Math.min(Math.max(request.k * 4, 40), 200),
         exact: useVector && (await searchExactly(request, stats.memories))
       }

@@ -7,7 +7,7 @@ import { createRecallQuery } from '../../src/memory/recall-query.js'
 // Recall sends its vector and text statements at once, and decides how to search vectors before; these tests watch
 // how, over a store that answers (or fails) on cue.
 
-const params = { namespace: 'ns', mode: 'hybrid' as const, candidates: 40, vector: [1, 0, 0, 0], terms: ['ledger', 'export'], weights: [1, 1], averageLength: 10, selective: [0, 1], exact: false }
+const params = { namespace: 'ns', mode: 'hybrid' as const, k: 10, candidates: 40, vector: [1, 0, 0, 0], terms: ['ledger', 'export'], weights: [1, 1], averageLength: 10, selective: [0, 1], exact: false }
 
 test('a recall whose vector side fails while the text side is slow rejects, with no unhandled rejection', async () => {
   const unhandled: unknown[] = []
