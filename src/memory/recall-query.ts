@@ -8,6 +8,8 @@ export interface RecallParams {
   namespace: string
   sessionId?: string | null
   mode: RecallMode
+  /** Results asked for. */
+  k: number
   /** Candidates each source brings at most. */
   candidates: number
   filter?: RecallFilter
@@ -38,10 +40,10 @@ export interface CandidateRow extends Memory {
 }
 
 /**
- * Memories holding a common term are read newest first, this many at most per source, and scored: ranking every
- * one of tens of thousands (a word in a third of 100,000 memories) is what made text recall slow.
+ * For common terms, this many of the namespace's newest memories are read, in order, and those holding any scored:
+ * finding the memories that hold them among tens of thousands (a word in a third of 100,000) is what made recall slow.
  */
-export const COMMON_TERM_SCAN = 1_000
+export const COMMON_TERM_SCAN = 2_000
 
 /** The recall's filters over the memories read as `m`, their values appended to `values`; the namespace always. */
 function recallConditions(params: Pick<RecallParams, 'namespace' | 'sessionId' | 'filter'>, values: unknown[]): string {
@@ -112,8 +114,9 @@ export function createRecallQuery(db: Queryable, dimension: number) {
     async candidates(params: RecallParams): Promise<CandidateRow[]> {
       const useVector = params.mode !== 'text' && params.vector !== undefined
       if (params.mode === 'vector' && !useVector) return []
-      // Text candidates serve the vector mode too: ranked by exact distance, they catch neighbours the graph missed.
-      const useText = params.terms.length > 0
+      // Text candidates serve the vector mode too: ranked by exact distance, they catch neighbours the graph missed
+      // (an exact search misses none).
+      const useText = params.terms.length > 0 && !(params.mode === 'vector' && params.exact)
       if (!useVector && !useText) return []
       const limit = Math.trunc(params.candidates)
 
@@ -170,6 +173,7 @@ export function createRecallQuery(db: Queryable, dimension: number) {
         const common = params.terms.filter((_, i) => !params.selective.includes(i))
         sides.push(statement((values, conditions, q, bm25) => {
           const parts: string[] = []
+          let fallback: string | undefined
           if (selective.length > 0) {
             // Every memory holding a selective term, ranked by BM25: the namespace's statistics bound their number.
             const anySelective = `to_tsquery('simple', $${values.push(tsqueryOf(selective, ' | '))})`
@@ -177,17 +181,23 @@ export function createRecallQuery(db: Queryable, dimension: number) {
               ORDER BY ${bm25('m')} DESC, m.created_at DESC LIMIT ${limit}`)
           }
           if (common.length > 0) {
-            // Common terms: the newest memories holding all of them, and those holding any, each ranked by BM25. This
-            // also answers when the selective terms match nothing (a typo).
-            const newestScored = (query: string) => `SELECT s.id FROM (
-                SELECT m.id, m.search_terms, m.created_at FROM memories m WHERE ${conditions} AND m.search_terms @@ ${query}
-                ORDER BY m.created_at DESC LIMIT ${COMMON_TERM_SCAN}) AS s
-              ORDER BY ${bm25('s')} DESC, s.created_at DESC LIMIT ${limit}`
-            if (common.length > 1) parts.push(newestScored(`to_tsquery('simple', $${values.push(tsqueryOf(common, ' & '))})`))
-            parts.push(newestScored(`to_tsquery('simple', $${values.push(tsqueryOf(common, ' | '))})`))
+            // Common terms: the newest memories are scored, a fixed stretch of them read in the order of an index
+            // whatever the terms' frequencies and the filters (those the index cannot serve are checked after).
+            const anyCommon = `to_tsquery('simple', $${values.push(tsqueryOf(common, ' | '))})`
+            const inOrder = recallConditions({ namespace: params.namespace, sessionId: params.sessionId, filter: { since: params.filter?.since, until: params.filter?.until } }, values)
+            parts.push(`SELECT m.id FROM (
+                SELECT m.id, m.namespace, m.session_id, m.role, m.tags, m.metadata, m.created_at, m.search_terms FROM memories m
+                WHERE ${inOrder} ORDER BY m.created_at DESC LIMIT ${COMMON_TERM_SCAN}) AS m
+              WHERE ${conditions} AND m.search_terms @@ ${anyCommon}
+              ORDER BY ${bm25('m')} DESC, m.created_at DESC LIMIT ${limit}`)
+            // Fewer than k found (a narrow filter, a typo): the newest memories holding any common term as well.
+            fallback = `SELECT m.id FROM memories m WHERE ${conditions} AND m.search_terms @@ ${anyCommon}
+              AND (SELECT count(*) FROM found) < ${Math.trunc(params.k)}
+              ORDER BY m.created_at DESC LIMIT ${limit}`
           }
+          const union = parts.map((part) => `(${part})`).join(' UNION ')
           return {
-            sources: `c AS MATERIALIZED (${parts.map((part) => `(${part})`).join(' UNION ')})`,
+            sources: fallback === undefined ? `c AS MATERIALIZED (${union})` : `found AS MATERIALIZED (${union}), c AS (SELECT id FROM found UNION (${fallback}))`,
             // A vector saved under another dimension (mid re-embed) has no distance to this query.
             distance: useVector ? `CASE WHEN vector_dims(m.embedding) = ${dims} THEN ${embeddingExpr} <=> ${q} END` : undefined
           }

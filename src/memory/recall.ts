@@ -43,7 +43,7 @@ export interface RecallOptions {
  * The memories holding a query's rarest terms are scored one by one, up to about this many in all; terms held by
  * more only add to the candidates' scores (recall-query.ts COMMON_TERM_SCAN).
  */
-export const SCORED_MEMORIES = 3_000
+export const SCORED_MEMORIES = 1_000
 /** How long a filter's count (is an exact search cheaper?) is taken as it was. */
 const FILTER_COUNT_TTL_MS = 60_000
 /** Filters whose count is remembered at once; past this the memory starts over. */
@@ -53,6 +53,8 @@ const COLLAPSE_WINDOW = 4
 
 /** Indexes of the rarest terms whose memories, added up, are at most SCORED_MEMORIES. */
 export function selectiveTerms(terms: readonly string[], statistics: NamespaceTermStatistics): number[] {
+  // No more memories than the namespace holds can be scored: a small one is scored whole.
+  if (statistics.memories <= SCORED_MEMORIES) return terms.map((_, i) => i)
   const byRarity = terms.map((term, i) => ({ i, n: statistics.frequencies.get(term) ?? 0 })).sort((a, b) => a.n - b.n)
   const selective: number[] = []
   let scored = 0
@@ -103,6 +105,7 @@ export function createRecall(db: Database, dimension: number, options: RecallOpt
         weights,
         averageLength: stats.averageLength,
         selective: selectiveTerms(terms, stats),
+        k: request.k,
         candidates: Math.min(Math.max(request.k * 4, 40), 200),
         exact: useVector && (await searchExactly(request, stats.memories))
       }

@@ -7,7 +7,7 @@ import { createRecallQuery } from '../../src/memory/recall-query.js'
 // Recall sends its vector and text statements at once, and decides how to search vectors before; these tests watch
 // how, over a store that answers (or fails) on cue.
 
-const params = { namespace: 'ns', mode: 'hybrid' as const, candidates: 40, vector: [1, 0, 0, 0], terms: ['ledger', 'export'], weights: [1, 1], averageLength: 10, selective: [0, 1], exact: false }
+const params = { namespace: 'ns', mode: 'hybrid' as const, k: 10, candidates: 40, vector: [1, 0, 0, 0], terms: ['ledger', 'export'], weights: [1, 1], averageLength: 10, selective: [0, 1], exact: false }
 
 test('a recall whose vector side fails while the text side is slow rejects, with no unhandled rejection', async () => {
   const unhandled: unknown[] = []
@@ -80,4 +80,24 @@ test('a filter that few memories pass is searched exactly, whatever the namespac
   await createRecall(broad.db, 4, { exactSearchMaxRows: 5, embedderKind: 'lexical' })
     .recall({ namespace: 'big', mode: 'vector', k: 5, vector: [1, 0, 0, 0], terms: [], filter: { role: ['user'] } })
   assert.deepEqual(broad.vectorSources, ['graph'])
+})
+
+test('vector mode sends the text statement only when it searches the graph: an exact search misses no neighbour', async () => {
+  const sent: string[] = []
+  const db = {
+    async query<R>(sql: string): Promise<QueryResult<R>> {
+      sent.push(sql.includes('to_tsquery') ? 'text' : sql.includes('memory_vectors') ? 'graph' : 'exact')
+      return { rows: [], rowCount: 0 }
+    },
+    async exec() {}
+  }
+  const query = createRecallQuery(db, 4)
+  await query.candidates({ ...params, mode: 'vector', exact: true })
+  assert.deepEqual(sent, ['exact'])
+  sent.length = 0
+  await query.candidates({ ...params, mode: 'vector', exact: false })
+  assert.deepEqual(sent.sort(), ['graph', 'text'])
+  sent.length = 0
+  await query.candidates({ ...params, mode: 'hybrid', exact: true })
+  assert.deepEqual(sent.sort(), ['exact', 'text'])
 })

@@ -3,6 +3,7 @@ import { after, before, describe, test } from 'node:test'
 import type { FastifyInstance } from 'fastify'
 import type { Database } from '../../src/db/database.js'
 import { SCORED_MEMORIES } from '../../src/memory/recall.js'
+import { COMMON_TERM_SCAN } from '../../src/memory/recall-query.js'
 import { createTermStatistics } from '../../src/memory/term-statistics.js'
 import { backends, buildTestApp, type TestStore } from '../helper.js'
 
@@ -150,13 +151,14 @@ for (const backend of backends()) {
     describe('text candidates by the namespace\'s own statistics', () => {
       const ns = 'term-stats'
       let rareId: string
-      const FILL = SCORED_MEMORIES + 200
+      // Past both bounds: more memories than are scored for rare terms, and than are read for common ones.
+      const FILL = Math.max(SCORED_MEMORIES, COMMON_TERM_SCAN) + 200
 
       before(async () => {
         await store.reset()
         // The rare memory is a day older than the rest: it is never among the newest memories holding a common word.
         const dayAgo = new Date(Date.now() - 86_400_000).toISOString()
-        rareId = (await save([{ namespace: ns, content: 'Routine deployment report: the quuxFrobnicator flag broke the canary.', created_at: dayAgo }]))[0]!
+        rareId = (await save([{ namespace: ns, role: 'assistant', content: 'Routine deployment report: the quuxFrobnicator flag broke the canary.', created_at: dayAgo }]))[0]!
         const services = ['billing', 'ledger', 'search', 'auth', 'gateway', 'mailer', 'reports', 'exports', 'cache', 'queue']
         for (let start = 0; start < FILL; start += 1000) {
           await save(Array.from({ length: Math.min(1000, FILL - start) }, (_, j) => {
@@ -189,6 +191,11 @@ for (const backend of backends()) {
           for (let i = 1; i < hits.length; i++) assert.ok(hits[i - 1]!.score >= hits[i]!.score)
         })
       }
+
+      test('only common words, and a filter that only a memory older than those read for common terms passes: it is found', async () => {
+        const hits = await recall({ query: 'routine deployment report', mode: 'text', k: 3, filter: { role: ['assistant'] } })
+        assert.deepEqual(hits.map((h) => h.id), [rareId])
+      })
 
       test('a rare word weighs more than a common one: the memory holding it outranks those holding only the common one', async () => {
         const hits = await recall({ query: 'deployment canary', mode: 'text', k: 5 })
