@@ -1,4 +1,5 @@
 import type { FastifyBaseLogger } from 'fastify'
+import { backoffDelay, jittered } from '../backoff.js'
 import { failureFields } from '../classify-failure.js'
 import type { SaveSpool } from './save-spool.js'
 
@@ -50,7 +51,8 @@ export function createSaveRetryBuffer<T>(options: SaveRetryBufferOptions<T>): Sa
   const maxDelayMs = options.maxDelayMs ?? 10_000
   const items: Array<{ item: T; size: number }> = []
   let chars = 0
-  let delayMs = initialDelayMs
+  /** Retries failed in a row since the last save, for the backoff. */
+  let failures = 0
   let timer: NodeJS.Timeout | undefined
   let flushing: Promise<number> | undefined
   let closed = false
@@ -58,8 +60,8 @@ export function createSaveRetryBuffer<T>(options: SaveRetryBufferOptions<T>): Sa
 
   function schedule(): void {
     if (closed || timer !== undefined || items.length === 0) return
-    // Full jitter, so several processes coming back at once do not retry in step.
-    const wait = Math.round(delayMs / 2 + Math.random() * (delayMs / 2))
+    // Jittered, so several processes coming back at once do not retry in step.
+    const wait = Math.round(jittered(backoffDelay(failures, initialDelayMs, maxDelayMs)))
     timer = setTimeout(() => {
       timer = undefined
       void flush()
@@ -84,11 +86,11 @@ export function createSaveRetryBuffer<T>(options: SaveRetryBufferOptions<T>): Sa
         await options.save(head.item)
         saved++
         outcome('saved')
-        delayMs = initialDelayMs
+        failures = 0
       } catch (error) {
         if (options.isRetryable(error)) {
-          delayMs = Math.min(delayMs * 2, maxDelayMs)
-          options.log.warn({ ...failureFields(error), waiting: items.length, retry_in_ms: delayMs }, 'hook save retry failed; will retry')
+          failures++
+          options.log.warn({ ...failureFields(error), waiting: items.length, retry_in_ms: backoffDelay(failures, initialDelayMs, maxDelayMs) }, 'hook save retry failed; will retry')
           return saved
         }
         options.log.error({ err: error }, 'hook save rejected on retry; dropped')
