@@ -8,10 +8,11 @@ import type { Database, Queryable, QueryResult } from './database.js'
 /**
  * The embedded store: Postgres compiled to WebAssembly, in this process, persisted under `dataDir`
  * (or in memory when `dataDir` is undefined). It runs one statement at a time, so "pool" figures are fixed.
+ * `loadDataDir`, a dump of another store (PGlite's dumpDataDir), starts it as a copy of that one instead of empty.
  */
-export async function createPgliteDatabase(dataDir: string | undefined): Promise<Database> {
+export async function createPgliteDatabase(dataDir: string | undefined, { loadDataDir }: { loadDataDir?: Blob } = {}): Promise<Database> {
   if (dataDir) await mkdir(dataDir, { recursive: true })
-  const db = await PGlite.create(dataDir, { extensions: { vector } })
+  const db = await PGlite.create(dataDir, { extensions: { vector }, loadDataDir })
   await db.exec('SET hnsw.iterative_scan = relaxed_order; SET hnsw.ef_search = 100')
 
   /**
