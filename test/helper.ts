@@ -1,5 +1,10 @@
-import { randomBytes } from 'node:crypto'
+import { createHash, randomBytes } from 'node:crypto'
+import { mkdtemp, readFile, rename, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { after, before } from 'node:test'
+import { PGlite } from '@electric-sql/pglite'
+import { vector } from '@electric-sql/pglite-pgvector'
 import type { FastifyInstance } from 'fastify'
 import { fileURLToPath } from 'node:url'
 import pg from 'pg'
@@ -8,7 +13,7 @@ import { configWith, type Config } from '../src/config.js'
 import type { Database } from '../src/db/database.js'
 import { createPgDatabase } from '../src/db/pg-database.js'
 import { createPgliteDatabase } from '../src/db/pglite-database.js'
-import { migrate } from '../src/db/migrate.js'
+import { loadMigrations, migrate } from '../src/db/migrate.js'
 
 /** A store the tests run against: the embedded PGlite always, real Postgres when TEST_DATABASE_URL is set. */
 export interface Backend {
@@ -36,10 +41,46 @@ async function reset(db: Database): Promise<void> {
   await db.query('TRUNCATE term_backlog, term_removals, term_frequencies, namespace_statistics, vector_backlog, memory_vectors, memories')
 }
 
+/**
+ * A dump of a freshly migrated PGlite, kept in the temp folder for every test process of this machine, keyed by the
+ * migrations and the installed packages: a store started from it skips initdb and the migrations, most of its creation.
+ */
+let template: Promise<Blob> | undefined
+function migratedTemplate(): Promise<Blob> {
+  return (template ??= (async () => {
+    // The lock file stands for the PGlite and pgvector versions.
+    const hash = createHash('sha256').update(await readFile(join(REPO_ROOT, 'package-lock.json')))
+    for (const migration of await loadMigrations()) hash.update(migration.name).update(migration.sql)
+    const file = join(tmpdir(), `sage-test-pglite-${hash.digest('hex').slice(0, 16)}.tar`)
+    try {
+      return new Blob([await readFile(file)])
+    } catch {
+      // Not made yet on this machine: made once, on disk, then dumped.
+    }
+    const work = await mkdtemp(join(tmpdir(), 'sage-test-pglite-'))
+    try {
+      const db = await createPgliteDatabase(work)
+      await migrate(db)
+      await db.close()
+      const raw = await PGlite.create(work, { extensions: { vector } })
+      const dump = await raw.dumpDataDir('none')
+      await raw.close()
+      // Renamed into place whole, so a process that reads it never sees half a file.
+      const partial = `${file}.${process.pid}`
+      await writeFile(partial, Buffer.from(await dump.arrayBuffer()))
+      await rename(partial, file)
+      return dump
+    } finally {
+      await rm(work, { recursive: true, force: true })
+    }
+  })())
+}
+
 const pglite: Backend = {
   name: 'pglite',
   async create() {
-    const db = await createPgliteDatabase(undefined)
+    const db = await createPgliteDatabase(undefined, { loadDataDir: await migratedTemplate() })
+    // Nothing left to apply: the template is keyed by the migrations.
     await migrate(db)
     return { db, reset: () => reset(db), drop: () => db.close() }
   }

@@ -44,8 +44,8 @@ export interface PgliteWorker {
  * so "pool" figures are fixed. A worker that dies fails every statement waiting on it and every later one, as a
  * lost connection (code 08006), which the service answers with 503 rather than ending.
  */
-export async function openPgliteWorker(dataDir: string | undefined): Promise<PgliteWorker> {
-  const worker = newWorker({ dataDir })
+export async function openPgliteWorker(dataDir: string | undefined, { loadDataDir }: { loadDataDir?: Blob } = {}): Promise<PgliteWorker> {
+  const worker = newWorker({ dataDir, loadDataDir })
   const pending = new Map<number, { resolve(result: unknown): void; reject(error: Error): void }>()
   let nextId = 1
   let gone: Error | undefined
@@ -133,6 +133,7 @@ export async function openPgliteWorker(dataDir: string | undefined): Promise<Pgl
   return { database, worker }
 }
 
-export async function createPgliteDatabase(dataDir: string | undefined): Promise<Database> {
-  return (await openPgliteWorker(dataDir)).database
+/** `loadDataDir`, a dump of another store (PGlite's dumpDataDir), starts it as a copy of that one instead of empty. */
+export async function createPgliteDatabase(dataDir: string | undefined, options: { loadDataDir?: Blob } = {}): Promise<Database> {
+  return (await openPgliteWorker(dataDir, options)).database
 }

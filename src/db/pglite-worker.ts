@@ -9,6 +9,8 @@ import { BINARY_ARRAY_OIDS } from './array-params.js'
 export interface PgliteWorkerData {
   /** Undefined keeps the store in memory. */
   dataDir: string | undefined
+  /** A dump of another store to start from (PGlite's dumpDataDir). */
+  loadDataDir?: Blob
 }
 
 /** A statement or script, on the store itself or inside the open transaction `tx`. */
@@ -47,9 +49,9 @@ function sendable(error: unknown): SentError {
   return { name: error.name, message: error.message, stack: error.stack, fields }
 }
 
-async function open({ dataDir }: PgliteWorkerData): Promise<PGlite> {
+async function open({ dataDir, loadDataDir }: PgliteWorkerData): Promise<PGlite> {
   if (dataDir) await mkdir(dataDir, { recursive: true })
-  const db = await PGlite.create(dataDir, { extensions: { vector } })
+  const db = await PGlite.create(dataDir, { extensions: { vector }, loadDataDir })
   await db.exec('SET hnsw.iterative_scan = relaxed_order; SET hnsw.ef_search = 100')
   return db
 }

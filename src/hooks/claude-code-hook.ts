@@ -1,11 +1,12 @@
 import { createHash } from 'node:crypto'
 import type { FastifyBaseLogger } from 'fastify'
-import { Counter, Gauge, type Registry } from 'prom-client'
+import type { Registry } from 'prom-client'
 import { failureFields, isDependencyFailure } from '../classify-failure.js'
 import { cutToTokens, estimateTokens, formatContext, oneLine } from '../memory/context-block.js'
 import { searchTerms, type MemoryService } from '../memory/memory-service.js'
 import { LIMITS, type Memory, type MemoryInput } from '../memory/memory-schemas.js'
 import type { EmbedderKind } from '../embedder/embedder.js'
+import { registerHookMetrics } from '../metrics/sage-metrics.js'
 import { NAMESPACE_PATTERN, type HookNamespace } from './hook-namespace.js'
 import { judgeRelevance, SUMMARY_TAG } from './hook-relevance.js'
 import { createSaveRetryBuffer, type SaveRetryBuffer } from './save-retry-buffer.js'
@@ -125,7 +126,7 @@ interface TraceNote {
 
 export function createClaudeCodeHook(deps: ClaudeCodeHookDeps): ClaudeCodeHook {
   const { memories, namespaceOf } = deps
-  const metrics = deps.registry ? hookMetrics(deps.registry) : undefined
+  const metrics = deps.registry ? registerHookMetrics(deps.registry) : undefined
   const count = (event: EventLabel, outcome: HookOutcome) => metrics?.requests.inc({ event, outcome })
 
   /** Queued when Redis is configured (durable at once; saved now while Redis is away), else saved now. */
@@ -457,37 +458,4 @@ function fitCharacters(text: string, max: number): string {
   const lines = text.split('\n')
   while (lines.length > 1 && lines.join('\n').length > max) lines.pop()
   return lines.length > 1 ? lines.join('\n') : ''
-}
-
-function hookMetrics(registry: Registry) {
-  return {
-    requests: new Counter({
-      name: 'sage_hook_requests_total',
-      help: 'Hook calls by event and outcome (context, empty, saved, ignored, malformed, forbidden, opted_out, deadline, error)',
-      labelNames: ['event', 'outcome'] as const,
-      registers: [registry]
-    }),
-    deferred: new Counter({
-      name: 'sage_hook_deferred_saves_total',
-      help: 'Hook saves that failed and went to the in-process retry buffer (buffered), and what became of them (saved, dropped when full, rejected)',
-      labelNames: ['outcome'] as const,
-      registers: [registry]
-    }),
-    spooled: new Counter({
-      name: 'sage_hook_spooled_saves_total',
-      help: 'Hook saves in the retry buffer on disk: written to the spool as they entered the buffer (spooled), buffered again at the next start (replayed), or lost (dropped: the spool could not be written at shutdown, or a line of it read)',
-      labelNames: ['event'] as const,
-      registers: [registry]
-    }),
-    bufferGauge(size: () => number) {
-      new Gauge({
-        name: 'sage_hook_retry_buffer_size',
-        help: 'Hook saves waiting in the in-process retry buffer',
-        registers: [registry],
-        collect() {
-          this.set(size())
-        }
-      })
-    }
-  }
 }

@@ -1,4 +1,5 @@
 import type { FastifyBaseLogger } from 'fastify'
+import { backoffDelay, jittered } from '../backoff.js'
 import { createRoundFailures } from '../round-failures.js'
 import type { SaveSpool } from './save-spool.js'
 
@@ -54,7 +55,8 @@ export function createSaveRetryBuffer<T>(options: SaveRetryBufferOptions<T>): Sa
   /** Spool writes and removals under way, which close() waits for. */
   const diskWork = new Set<Promise<void>>()
   let chars = 0
-  let delayMs = initialDelayMs
+  /** Retries failed in a row since the last save, for the backoff. */
+  let failures = 0
   let timer: NodeJS.Timeout | undefined
   let flushing: Promise<number> | undefined
   let closed = false
@@ -114,8 +116,8 @@ export function createSaveRetryBuffer<T>(options: SaveRetryBufferOptions<T>): Sa
 
   function schedule(): void {
     if (closed || timer !== undefined || items.length === 0) return
-    // Full jitter, so several processes coming back at once do not retry in step.
-    const wait = Math.round(delayMs / 2 + Math.random() * (delayMs / 2))
+    // Jittered, so several processes coming back at once do not retry in step.
+    const wait = Math.round(jittered(backoffDelay(failures, initialDelayMs, maxDelayMs)))
     timer = setTimeout(() => {
       timer = undefined
       void flush()
@@ -141,11 +143,11 @@ export function createSaveRetryBuffer<T>(options: SaveRetryBufferOptions<T>): Sa
         saved++
         outcome('saved')
         retryFailures.succeeded()
-        delayMs = initialDelayMs
+        failures = 0
       } catch (error) {
         if (options.isRetryable(error)) {
-          delayMs = Math.min(delayMs * 2, maxDelayMs)
-          retryFailures.failed(error, { waiting: items.length, retry_in_ms: delayMs })
+          failures++
+          retryFailures.failed(error, { waiting: items.length, retry_in_ms: backoffDelay(failures, initialDelayMs, maxDelayMs) })
           return saved
         }
         options.log.error({ err: error }, 'hook save rejected on retry; dropped')

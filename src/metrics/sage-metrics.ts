@@ -168,3 +168,37 @@ export function registerQueueGauges(metrics: SageMetrics, read: () => Promise<Qu
   gauge('sage_queue_oldest_age_seconds', 'Age of the oldest queued save not yet written', (v) => v.oldestAgeSeconds)
   gauge('sage_queue_dead_letters', 'Entries in the dead-letter stream, waiting for an operator', (v) => v.deadLetters)
 }
+
+/** The hook's metrics, on the registry it is given; the retry buffer's size is read at scrape time. */
+export function registerHookMetrics(registry: Registry) {
+  return {
+    requests: new Counter({
+      name: 'sage_hook_requests_total',
+      help: 'Hook calls by event and outcome (context, empty, saved, ignored, malformed, forbidden, opted_out, deadline, error)',
+      labelNames: ['event', 'outcome'] as const,
+      registers: [registry]
+    }),
+    deferred: new Counter({
+      name: 'sage_hook_deferred_saves_total',
+      help: 'Hook saves that failed and went to the in-process retry buffer (buffered), and what became of them (saved, dropped when full, rejected)',
+      labelNames: ['outcome'] as const,
+      registers: [registry]
+    }),
+    spooled: new Counter({
+      name: 'sage_hook_spooled_saves_total',
+      help: 'Hook saves in the retry buffer on disk: written to the spool as they entered the buffer (spooled), buffered again at the next start (replayed), or lost (dropped: the spool could not be written at shutdown, or a line of it read)',
+      labelNames: ['event'] as const,
+      registers: [registry]
+    }),
+    bufferGauge(size: () => number) {
+      new Gauge({
+        name: 'sage_hook_retry_buffer_size',
+        help: 'Hook saves waiting in the in-process retry buffer',
+        registers: [registry],
+        collect() {
+          this.set(size())
+        }
+      })
+    }
+  }
+}
