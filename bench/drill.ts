@@ -129,6 +129,7 @@ async function main(): Promise<void> {
   const concurrency = Number(flags.concurrency)
   const dir = await mkdtemp(join(tmpdir(), 'sage-drill-'))
   const logFile = join(dir, 'sage.log')
+  let finished = false
   const loadBefore = loadAverage()
   const started = Date.now()
   console.log(`drill ${new Date().toISOString()}, ${cpus().length} cores, load average before ${loadBefore}`)
@@ -252,12 +253,15 @@ async function main(): Promise<void> {
 
     report({ phases, sent, requestTimeoutMs, lost, duplicates: duplicates!.n, drained, deadLetters, acknowledged: acknowledged.length, hookRows: hookRows!.n, batchTimes, hookTimes, hookStatuses, health, sageAlive: alive() })
     console.log(`total ${((Date.now() - started) / 1000).toFixed(0)} s; load average before ${loadBefore}, after ${loadAverage()}`)
+    finished = true
   } finally {
     if (frozen) await cluster?.signal('SIGCONT').catch(() => undefined)
     await sage?.stop('SIGKILL')
     await redis?.stop()
     await cluster?.destroy()
-    await rm(dir, { recursive: true, force: true })
+    // A drill that broke off keeps the service's log for reading.
+    if (finished) await rm(dir, { recursive: true, force: true })
+    else console.log(`the drill broke off; the service log is kept: ${logFile}`)
   }
 }
 
