@@ -1,17 +1,8 @@
-import { Worker } from 'node:worker_threads'
+import type { Worker } from 'node:worker_threads'
+import { moduleWorker } from '../module-worker.js'
 import type { Database, Queryable, QueryResult } from './database.js'
 import type { PgliteReply, PgliteRequest, PgliteWorkerData, SentError } from './pglite-worker.js'
 
-/** Compiled, the worker is the .js beside this file. */
-const WORKER_URL = new URL('./pglite-worker.js', import.meta.url)
-
-/** Run from source (through tsx), the worker is the .ts, which a thread loads only after registering tsx itself. */
-function newWorker(workerData: PgliteWorkerData): Worker {
-  if (!import.meta.url.endsWith('.ts')) return new Worker(WORKER_URL, { workerData })
-  const source = new URL('./pglite-worker.ts', import.meta.url).href
-  const bootstrap = `import(${JSON.stringify(import.meta.resolve('tsx/esm/api'))}).then(({ register }) => { register(); return import(${JSON.stringify(source)}) })`
-  return new Worker(bootstrap, { eval: true, workerData })
-}
 
 /** Postgres's SQLSTATE for a connection that failed: the worker thread is the embedded store's one connection. */
 const CONNECTION_FAILURE = '08006'
@@ -45,7 +36,7 @@ export interface PgliteWorker {
  * lost connection (code 08006), which the service answers with 503 rather than ending.
  */
 export async function openPgliteWorker(dataDir: string | undefined, { loadDataDir }: { loadDataDir?: Blob } = {}): Promise<PgliteWorker> {
-  const worker = newWorker({ dataDir, loadDataDir })
+  const worker = moduleWorker(import.meta.url, './pglite-worker', { workerData: { dataDir, loadDataDir } satisfies PgliteWorkerData })
   const pending = new Map<number, { resolve(result: unknown): void; reject(error: Error): void }>()
   let nextId = 1
   let gone: Error | undefined

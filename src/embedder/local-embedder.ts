@@ -1,4 +1,5 @@
-import { Worker } from 'node:worker_threads'
+import type { Worker } from 'node:worker_threads'
+import { moduleWorker } from '../module-worker.js'
 import type { Embedder } from './embedder.js'
 import { EmbedderError } from './embedder-error.js'
 import type { EmbedRequest, WorkerReply } from './local-embedder-worker.js'
@@ -11,16 +12,6 @@ export interface LocalEmbedderOptions extends LocalModelOptions {
   dimension?: number
 }
 
-/** Compiled, the worker is the .js beside this file. */
-const WORKER_URL = new URL('./local-embedder-worker.js', import.meta.url)
-
-/** Run from source (through tsx), the worker is the .ts, which a worker loads only after registering tsx itself. */
-function newWorker(workerData: LocalModelOptions): Worker {
-  if (!import.meta.url.endsWith('.ts')) return new Worker(WORKER_URL, { workerData })
-  const source = new URL('./local-embedder-worker.ts', import.meta.url).href
-  const bootstrap = `import(${JSON.stringify(import.meta.resolve('tsx/esm/api'))}).then(({ register }) => { register(); return import(${JSON.stringify(source)}) })`
-  return new Worker(bootstrap, { eval: true, workerData })
-}
 
 /** One `embed` call: its texts go to the worker a batch at a time, shortest texts first (less padding per batch). */
 interface Call {
@@ -223,7 +214,7 @@ export class LocalEmbedder implements Embedder {
 }
 
 function startWorker(options: LocalModelOptions): Running {
-  const worker = newWorker(pickModelOptions(options))
+  const worker = moduleWorker(import.meta.url, './local-embedder-worker', { workerData: pickModelOptions(options) })
   let crash = ''
   // An uncaught error in the worker ends it; 'exit' follows, and says what it was.
   worker.on('error', (error) => (crash = `: ${error.message}`))

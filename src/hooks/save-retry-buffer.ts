@@ -61,8 +61,8 @@ export function createSaveRetryBuffer<T>(options: SaveRetryBufferOptions<T>): Sa
   let flushing: Promise<number> | undefined
   let closed = false
   const outcome = (what: RetryOutcome, count = 1) => options.onOutcome?.(what, count)
-  let spoolFailureLogged = false
   const retryFailures = createRoundFailures(options.log, 'retrying hook saves', 'hook save retry failed; will retry')
+  let spoolFailureLogged = false
 
   interface Entry {
     item: T
@@ -109,6 +109,7 @@ export function createSaveRetryBuffer<T>(options: SaveRetryBufferOptions<T>): Sa
       options.onSpool?.('spooled', 1)
       hold(entry, file)
     }, (error: unknown) => {
+      // A disk that refuses one write refuses the next: said once, each save still kept in memory.
       if (!spoolFailureLogged) options.log.error({ err: error }, 'hook spool could not be written; saves waiting in memory only until it can')
       spoolFailureLogged = true
     }))
@@ -216,18 +217,16 @@ export function createSaveRetryBuffer<T>(options: SaveRetryBufferOptions<T>): Sa
       closed = true
       if (timer !== undefined) clearTimeout(timer)
       timer = undefined
-      if (items.length === 0) {
-        await Promise.all([...diskWork])
-        return
+      if (items.length > 0) {
+        let giveUp: NodeJS.Timeout | undefined
+        await Promise.race([
+          flush().catch(() => 0),
+          new Promise((resolve) => {
+            giveUp = setTimeout(resolve, timeoutMs)
+          })
+        ])
+        clearTimeout(giveUp)
       }
-      let giveUp: NodeJS.Timeout | undefined
-      await Promise.race([
-        flush().catch(() => 0),
-        new Promise((resolve) => {
-          giveUp = setTimeout(resolve, timeoutMs)
-        })
-      ])
-      clearTimeout(giveUp)
       if (items.length > 0) await spoolLeft()
       await Promise.all([...diskWork])
     },

@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict'
 import { randomBytes } from 'node:crypto'
 import { mkdtemp, rm } from 'node:fs/promises'
-import { get, request } from 'node:http'
+import { request } from 'node:http'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { describe, test } from 'node:test'
-import { startProbe } from '../support/event-loop-probe.js'
+import { getText as read, percentile, serviceEventLoopDelay as eventLoopDelay, startProbe } from '../support/event-loop-probe.js'
 import { processStore } from '../support/process-store.js'
 import { startSage } from '../support/sage-process.js'
 
@@ -22,28 +22,6 @@ function post(url: string, body: string): Promise<{ status: number; body: string
     req.end(body)
   })
 }
-
-function read(url: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    get(url, (res) => {
-      let text = ''
-      res.setEncoding('utf8').on('data', (chunk: string) => (text += chunk)).on('end', () => resolve(text))
-    }).on('error', reject)
-  })
-}
-
-/** The service's own event-loop delay since the previous scrape (prom-client's histogram restarts at every scrape), in ms. */
-async function eventLoopDelay(url: string): Promise<{ p99: number; max: number }> {
-  const text = await read(`${url}/metrics`)
-  const seconds = (name: string) => {
-    const value = new RegExp(`^${name} (\\S+)$`, 'm').exec(text)?.[1]
-    assert.ok(value !== undefined, `/metrics has no ${name}`)
-    return Number(value) * 1000
-  }
-  return { p99: seconds('nodejs_eventloop_lag_p99_seconds'), max: seconds('nodejs_eventloop_lag_max_seconds') }
-}
-
-const percentile = (values: readonly number[], p: number) => [...values].sort((a, b) => a - b)[Math.max(0, Math.ceil((p / 100) * values.length) - 1)]!
 
 describe('the service as a process on the embedded store, under a 10 MB batch', () => {
   // PGlite works synchronously; in the service's own thread a batch like this held the event loop for seconds.

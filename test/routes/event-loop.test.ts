@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto'
 import { request } from 'node:http'
 import { describe, test } from 'node:test'
 import { backends } from '../helper.js'
-import { startProbe } from '../support/event-loop-probe.js'
+import { percentile, serviceEventLoopDelay as eventLoopDelay, startProbe } from '../support/event-loop-probe.js'
 import { useListeningApp } from '../support/listening-app.js'
 
 const randomBase64 = (chars: number) => randomBytes(Math.ceil((chars * 3) / 4)).toString('base64').slice(0, chars)
@@ -25,19 +25,6 @@ function post(url: string, body: string): Promise<{ status: number; body: string
     req.end(body)
   })
 }
-
-/** The service's own event-loop delay since the previous scrape (prom-client's histogram restarts at every scrape), in ms. */
-async function eventLoopDelay(url: string): Promise<{ p99: number; max: number }> {
-  const text = await (await fetch(`${url}/metrics`)).text()
-  const read = (name: string) => {
-    const value = new RegExp(`^${name} (\\S+)$`, 'm').exec(text)?.[1]
-    assert.ok(value !== undefined, `/metrics has no ${name}`)
-    return Number(value) * 1000
-  }
-  return { p99: read('nodejs_eventloop_lag_p99_seconds'), max: read('nodejs_eventloop_lag_max_seconds') }
-}
-
-const percentile = (values: readonly number[], p: number) => [...values].sort((a, b) => a - b)[Math.max(0, Math.ceil((p / 100) * values.length) - 1)]!
 
 for (const backend of backends()) {
   describe(`large legal bodies and the event loop on ${backend.name}`, () => {

@@ -1,3 +1,5 @@
+import assert from 'node:assert/strict'
+import { get } from 'node:http'
 import { Worker } from 'node:worker_threads'
 
 export interface Probe {
@@ -43,3 +45,26 @@ export function startProbe(url: string, everyMs: number): Probe {
     }
   }
 }
+
+/** GET `url` as text over node:http: fetch stops connecting after 10 s, and a stalled server takes longer. */
+export function getText(url: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    get(url, (res) => {
+      let text = ''
+      res.setEncoding('utf8').on('data', (chunk: string) => (text += chunk)).on('end', () => resolve(text))
+    }).on('error', reject)
+  })
+}
+
+/** The service's own event-loop delay since the previous scrape (prom-client's histogram restarts at every scrape), in ms. */
+export async function serviceEventLoopDelay(url: string): Promise<{ p99: number; max: number }> {
+  const text = await getText(`${url}/metrics`)
+  const read = (name: string) => {
+    const value = new RegExp(`^${name} (\\S+)$`, 'm').exec(text)?.[1]
+    assert.ok(value !== undefined, `/metrics has no ${name}`)
+    return Number(value) * 1000
+  }
+  return { p99: read('nodejs_eventloop_lag_p99_seconds'), max: read('nodejs_eventloop_lag_max_seconds') }
+}
+
+export const percentile = (values: readonly number[], p: number) => [...values].sort((a, b) => a - b)[Math.max(0, Math.ceil((p / 100) * values.length) - 1)]!
